@@ -1,0 +1,88 @@
+"""The SQLite schema of a project, and the pragmas every connection uses."""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 1
+
+# Boxes are plain columns (not JSON) so paging and exporting a million of them stays cheap;
+# polygons, RLE masks and keypoints are JSON text because they are read whole or not at all.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    id        INTEGER PRIMARY KEY,
+    path      TEXT NOT NULL UNIQUE,
+    width     INTEGER NOT NULL CHECK (width > 0),
+    height    INTEGER NOT NULL CHECK (height > 0),
+    checksum  TEXT NOT NULL DEFAULT '',
+    folder    TEXT NOT NULL DEFAULT 'unlabeled',
+    status    TEXT NOT NULL DEFAULT 'unlabeled'
+              CHECK (status IN ('unlabeled', 'predicted', 'reviewed')),
+    added_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_folder_status ON images (folder, status);
+CREATE INDEX IF NOT EXISTS images_status ON images (status);
+CREATE TABLE IF NOT EXISTS categories (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    supercategory TEXT NOT NULL DEFAULT '',
+    keypoints     TEXT NOT NULL DEFAULT '[]',
+    skeleton      TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS annotations (
+    id            INTEGER PRIMARY KEY,
+    image_id      INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    category_id   INTEGER NOT NULL REFERENCES categories (id),
+    x             REAL NOT NULL,
+    y             REAL NOT NULL,
+    w             REAL NOT NULL,
+    h             REAL NOT NULL,
+    segmentation  TEXT,
+    keypoints     TEXT,
+    num_keypoints INTEGER NOT NULL DEFAULT 0,
+    iscrowd       INTEGER NOT NULL DEFAULT 0,
+    area          REAL NOT NULL,
+    score         REAL,
+    source        TEXT NOT NULL DEFAULT 'human',
+    is_prediction INTEGER NOT NULL DEFAULT 0,
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS annotations_image ON annotations (image_id);
+CREATE TABLE IF NOT EXISTS actions (
+    id            INTEGER PRIMARY KEY,
+    ts            REAL NOT NULL,
+    action        TEXT NOT NULL,
+    image_id      INTEGER,
+    annotation_id INTEGER,
+    duration      REAL,
+    payload       TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS actions_image ON actions (image_id);
+-- The action log is append-only: history that feeds undo and effort metrics must not be rewritten.
+CREATE TRIGGER IF NOT EXISTS actions_no_update BEFORE UPDATE ON actions
+BEGIN SELECT RAISE(ABORT, 'the action log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS actions_no_delete BEFORE DELETE ON actions
+BEGIN SELECT RAISE(ABORT, 'the action log is append-only'); END;
+"""
+
+
+def configure(connection: sqlite3.Connection) -> None:
+    """Apply the pragmas every connection to a project database needs.
+
+    WAL lets readers (the UI, a training thread, another process) see a consistent snapshot
+    while one writer commits. synchronous=NORMAL in WAL mode survives a killed process (the
+    kernel dying); only an OS crash or power loss can drop the last commits.
+
+    Example:
+        >>> import sqlite3
+        >>> configure(sqlite3.connect(":memory:"))
+    """
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("PRAGMA busy_timeout=10000")
