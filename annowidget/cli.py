@@ -15,7 +15,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-_COMMAND_MODULES = ("annowidget._commands_data", "annowidget._commands_models")
+_COMMAND_MODULES = (
+    "annowidget._commands_setup",
+    "annowidget._commands_data",
+    "annowidget._commands_models",
+)
 
 
 class CommandError(Exception):
