@@ -7,6 +7,16 @@ Example:
 
 from __future__ import annotations
 
+from annowidget.store.images import (
+    DisplayImage,
+    ImageError,
+    ImageInfo,
+    decode_for_model,
+    display_bytes,
+    load_rgb,
+    probe_image,
+    thumbnail,
+)
 from annowidget.store.project import Project, ProjectError
 from annowidget.store.records import STATUSES, Action, Annotation, Category, Image, Snapshot
 
@@ -15,8 +25,16 @@ __all__ = [
     "Action",
     "Annotation",
     "Category",
+    "DisplayImage",
     "Image",
+    "ImageError",
+    "ImageInfo",
     "Project",
     "ProjectError",
     "Snapshot",
+    "decode_for_model",
+    "display_bytes",
+    "load_rgb",
+    "probe_image",
+    "thumbnail",
 ]
