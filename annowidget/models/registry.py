@@ -1,0 +1,275 @@
+"""The model registry of one project: base models from the zoo plus the project's trained ones.
+
+Trained models live in ``<project.models_dir>/<name>/`` (layout in :mod:`annowidget.models.card`).
+Names are unique per project and never shadow a base model's name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import nn
+
+from annowidget.models import zoo
+from annowidget.models._catalog import BASE_MODELS, torchvision_weights
+from annowidget.models.card import (
+    CARD_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    ModelCard,
+    checkpoint_filename,
+    load_state_dict,
+    save_state_dict,
+)
+from annowidget.models.weights import weights_available
+
+__all__ = ["ModelEntry", "ModelRegistry", "validate_model_name"]
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_BUILD_KEYS = frozenset(
+    {
+        "rois_per_image",
+        "min_size",
+        "max_size",
+        "trainable_backbone_layers",
+        "frozen_batchnorm",
+        "num_keypoints",
+    }
+)
+
+
+class _HasModelsDir(Protocol):
+    models_dir: Path
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One row of the model dropdown: a base model or a trained one.
+
+    ``ready`` means it can predict now (weights cached / trained weights written).
+    """
+
+    name: str
+    kind: Literal["base", "trained"]
+    task: str
+    description: str
+    ready: bool
+    card: ModelCard | None = None
+
+
+def validate_model_name(name: str) -> str:
+    """Return ``name`` if it can name a trained model, else raise ``ValueError`` saying why.
+
+    Example:
+        >>> validate_model_name("raccoons-v2.1")
+        'raccoons-v2.1'
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.startswith("."):
+        raise ValueError(
+            f"invalid model name {name!r}: use letters, digits, '_', '-' and '.' "
+            "(not starting with '.')"
+        )
+    if len(name) > 100:
+        raise ValueError(f"invalid model name {name!r}: at most 100 characters")
+    if name in BASE_MODELS:
+        raise ValueError(f"model name {name!r} is a base model's name: pick another one")
+    return name
+
+
+def base_model_card(name: str) -> ModelCard:
+    """A card describing torchvision's COCO-pretrained model ``name`` as it is (no training).
+
+    Example:
+        >>> base_model_card("keypointrcnn_resnet50_fpn").categories
+        ['person']
+    """
+    base = BASE_MODELS[name]
+    meta = torchvision_weights(name).meta
+    keypoint_names = list(meta.get("keypoint_names", []))
+    return ModelCard(
+        name=name,
+        task=base.task,
+        base_model=name,
+        categories=list(base.coco_categories[1:]),  # label 0 is background
+        num_keypoints=len(keypoint_names) or None,
+        keypoint_names=keypoint_names,
+        description=base.description,
+        status="finished",
+        model_config={"num_classes": len(base.coco_categories)},
+    )
+
+
+class ModelRegistry:
+    """Base and trained models of a project (anything with ``models_dir``, or that folder).
+
+    Example:
+        >>> import tempfile
+        >>> reg = ModelRegistry(tempfile.mkdtemp())
+        >>> card = ModelCard("m1", "detection", "fasterrcnn_mobilenet_v2_fpn", ["cat"])
+        >>> reg.reserve("m1", card).name
+        'm1'
+        >>> reg.names()[0]
+        'm1'
+    """
+
+    def __init__(self, project: _HasModelsDir | str | os.PathLike[str]) -> None:
+        if isinstance(project, str | os.PathLike):
+            self.models_dir = Path(project)
+        else:
+            self.models_dir = Path(project.models_dir)
+
+    # -- paths ---------------------------------------------------------------------------
+    def model_dir(self, name: str) -> Path:
+        """Folder of trained model ``name`` (it may not exist yet)."""
+        return self.models_dir / validate_model_name(name)
+
+    def _trained_dirs(self) -> list[Path]:
+        if not self.models_dir.is_dir():
+            return []
+        return [
+            d
+            for d in self.models_dir.iterdir()
+            if d.is_dir() and not d.name.startswith(".") and (d / CARD_FILE).is_file()
+        ]
+
+    # -- listing -------------------------------------------------------------------------
+    def list(self, task: str | None = None) -> list[ModelEntry]:
+        """Trained models (newest first), then base models, optionally for one task."""
+        trained: list[tuple[str, float, ModelEntry]] = []
+        for folder in self._trained_dirs():
+            try:
+                card = ModelCard.load(folder)
+            except (OSError, ValueError) as exc:
+                entry = ModelEntry(folder.name, "trained", "", f"unreadable: {exc}", False)
+                trained.append(("", folder.stat().st_mtime, entry))
+                continue
+            ready = (folder / WEIGHTS_FILE).is_file()
+            entry = ModelEntry(card.name, "trained", card.task, card.description, ready, card)
+            trained.append((card.created, folder.stat().st_mtime, entry))
+        trained.sort(key=lambda item: (item[0], item[1]), reverse=True)
+        entries = [item[2] for item in trained]
+        for base in zoo.list_base_models():
+            ready = weights_available(base.name)
+            entries.append(ModelEntry(base.name, "base", base.task, base.description, ready))
+        return [e for e in entries if task is None or e.task == task]
+
+    def names(self, task: str | None = None) -> list[str]:
+        """Names of :meth:`list`, in the same order."""
+        return [entry.name for entry in self.list(task)]
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` is taken in this project (a trained model or a base model)."""
+        if name in BASE_MODELS:
+            return True
+        try:
+            return self.model_dir(name).exists()
+        except ValueError:
+            return False
+
+    def card(self, name: str) -> ModelCard:
+        """The card of a trained model (``KeyError`` if there is none)."""
+        try:
+            folder = self.model_dir(name)
+        except ValueError as exc:
+            raise KeyError(f"no trained model {name!r} in {self.models_dir}: {exc}") from None
+        if not (folder / CARD_FILE).is_file():
+            raise KeyError(f"no trained model {name!r} in {self.models_dir}")
+        return ModelCard.load(folder)
+
+    # -- writing -------------------------------------------------------------------------
+    def reserve(self, name: str, card: ModelCard) -> Path:
+        """Create the folder of a new trained model and write its first card.
+
+        ``ValueError`` if the name is invalid or already used in this project.
+        """
+        folder = self.model_dir(name)
+        if card.name != name:
+            raise ValueError(f"card is named {card.name!r}, not {name!r}")
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir()  # atomic: two trainers cannot both get the same name
+        except FileExistsError:
+            raise ValueError(f"model name {name!r} already exists in this project") from None
+        card.save(folder)
+        return folder
+
+    def save_card(self, card: ModelCard) -> Path:
+        """Rewrite the card of an existing trained model (atomic)."""
+        folder = self.model_dir(card.name)
+        if not folder.is_dir():
+            raise KeyError(f"no trained model {card.name!r}: reserve() it first")
+        return card.save(folder)
+
+    def save_weights(self, name: str, state_dict: Mapping[str, torch.Tensor]) -> Path:
+        """Write the weights to use for ``name`` (``weights.safetensors``, atomic)."""
+        folder = self.model_dir(name)
+        if not folder.is_dir():
+            raise KeyError(f"no trained model {name!r}: reserve() it first")
+        return save_state_dict(folder / WEIGHTS_FILE, state_dict)
+
+    def save_checkpoint(self, name: str, epoch: int, state_dict: Mapping[str, torch.Tensor]) -> str:
+        """Write the checkpoint of ``epoch``; returns its path relative to the model folder."""
+        folder = self.model_dir(name)
+        if not folder.is_dir():
+            raise KeyError(f"no trained model {name!r}: reserve() it first")
+        relative = checkpoint_filename(epoch)
+        save_state_dict(folder / relative, state_dict)
+        return relative
+
+    def delete(self, name: str) -> None:
+        """Remove a trained model and its files (base models cannot be deleted)."""
+        if name in BASE_MODELS:
+            raise ValueError(f"{name!r} is a base model and cannot be deleted")
+        folder = self.model_dir(name)
+        if not folder.is_dir():
+            raise KeyError(f"no trained model {name!r} in {self.models_dir}")
+        shutil.rmtree(folder)
+
+    # -- loading -------------------------------------------------------------------------
+    def _weights_file(self, name: str, card: ModelCard) -> Path:
+        folder = self.model_dir(name)
+        if (folder / WEIGHTS_FILE).is_file():
+            return folder / WEIGHTS_FILE
+        # still training: fall back to the latest checkpoint written so far
+        for checkpoint in reversed(card.checkpoints):
+            candidate = folder / str(checkpoint.get("file", ""))
+            if candidate.is_file() and candidate.resolve().is_relative_to(folder.resolve()):
+                return candidate
+        raise CheckpointError(f"model {name!r} has no weights yet ({folder / WEIGHTS_FILE})")
+
+    def build_kwargs(self, card: ModelCard) -> dict[str, Any]:
+        """``zoo.build_model`` keyword arguments that rebuild ``card``'s architecture."""
+        kwargs = {k: v for k, v in card.model_config.items() if k in _BUILD_KEYS}
+        if card.num_keypoints and "num_keypoints" not in kwargs:
+            kwargs["num_keypoints"] = int(card.num_keypoints)
+        return kwargs
+
+    def load(self, name: str, *, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+        """The model ``name`` in eval mode on ``device``, with its card.
+
+        Trained models are rebuilt with random init and get their saved weights; base names
+        give torchvision's COCO-pretrained model and a card listing its classes.
+        """
+        if name in BASE_MODELS:
+            model, _ = zoo.build_pretrained(name)
+            return model.to(device).eval(), base_model_card(name)
+        card = self.card(name)
+        path = self._weights_file(name, card)
+        model = zoo.build_model(
+            card.base_model, card.num_classes, pretrained=False, **self.build_kwargs(card)
+        )
+        state = load_state_dict(path)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"{path} does not fit {card.base_model} with {card.num_classes} classes: {exc}"
+            ) from exc
+        return model.to(device).eval(), card

@@ -1,0 +1,268 @@
+"""The base-model zoo: torchvision's detection/segmentation models, heads sized per project.
+
+``build_model`` loads pretrained weights through torchvision's own path (its hub cache) and
+replaces the class-specific output layers; ``pretrained=False`` gives the same architecture
+with random weights (unit tests, the from-scratch baseline, and rebuilding saved models).
+"""
+
+from __future__ import annotations
+
+import urllib.error
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+from torchvision.models import detection as _det
+from torchvision.models import segmentation as _seg
+
+from annowidget.models import weights as _weights
+from annowidget.models._catalog import (
+    BASE_MODELS,
+    OFFLINE_FOR_TASK,
+    PREFERRED_FOR_TASK,
+    BaseModel,
+    torchvision_weights,
+)
+from annowidget.models._heads import replace_heads
+from annowidget.models._norm import freeze_batchnorm, unfreeze_batchnorm
+from annowidget.models._offline import build_offline
+from annowidget.models._tasks import TASKS, check_task
+from annowidget.models.weights import MissingWeightsError
+
+__all__ = [
+    "BASE_MODELS",
+    "TASKS",
+    "BaseModel",
+    "build_model",
+    "build_pretrained",
+    "default_base_model",
+    "list_base_models",
+    "model_task",
+]
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "fasterrcnn_mobilenet_v3_large_320_fpn": _det.fasterrcnn_mobilenet_v3_large_320_fpn,
+    "fasterrcnn_mobilenet_v3_large_fpn": _det.fasterrcnn_mobilenet_v3_large_fpn,
+    "fasterrcnn_resnet50_fpn_v2": _det.fasterrcnn_resnet50_fpn_v2,
+    "retinanet_resnet50_fpn_v2": _det.retinanet_resnet50_fpn_v2,
+    "fcos_resnet50_fpn": _det.fcos_resnet50_fpn,
+    "ssdlite320_mobilenet_v3_large": _det.ssdlite320_mobilenet_v3_large,
+    "maskrcnn_resnet50_fpn_v2": _det.maskrcnn_resnet50_fpn_v2,
+    "keypointrcnn_resnet50_fpn": _det.keypointrcnn_resnet50_fpn,
+    "deeplabv3_mobilenet_v3_large": _seg.deeplabv3_mobilenet_v3_large,
+    "lraspp_mobilenet_v3_large": _seg.lraspp_mobilenet_v3_large,
+}
+# torchvision swaps in FrozenBatchNorm2d for these when (and only when) weights are loaded
+_FROZEN_BN_WHEN_PRETRAINED = frozenset(
+    {
+        "fasterrcnn_mobilenet_v3_large_320_fpn",
+        "fasterrcnn_mobilenet_v3_large_fpn",
+        "fcos_resnet50_fpn",
+        "keypointrcnn_resnet50_fpn",
+    }
+)
+_RCNN = frozenset(
+    {
+        "fasterrcnn_mobilenet_v3_large_320_fpn",
+        "fasterrcnn_mobilenet_v3_large_fpn",
+        "fasterrcnn_resnet50_fpn_v2",
+        "maskrcnn_resnet50_fpn_v2",
+        "keypointrcnn_resnet50_fpn",
+        "fasterrcnn_mobilenet_v2_fpn",
+        "maskrcnn_mobilenet_v2_fpn",
+        "keypointrcnn_mobilenet_v2_fpn",
+    }
+)
+_DOWNLOAD_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, OSError)
+
+
+def _base(name: str) -> BaseModel:
+    try:
+        return BASE_MODELS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown base model {name!r}: expected one of {', '.join(BASE_MODELS)}"
+        ) from None
+
+
+def list_base_models(task: str | None = None) -> list[BaseModel]:
+    """Base models in catalog order, optionally only those for ``task``.
+
+    Example:
+        >>> [m.name for m in list_base_models("keypoints")]
+        ['keypointrcnn_resnet50_fpn', 'keypointrcnn_mobilenet_v2_fpn']
+    """
+    if task is not None:
+        check_task(task)
+    return [m for m in BASE_MODELS.values() if task is None or m.task == task]
+
+
+def model_task(model_name: str) -> str:
+    """The task a base model solves.
+
+    Example:
+        >>> model_task("lraspp_mobilenet_v3_large")
+        'semantic_segmentation'
+    """
+    return _base(model_name).task
+
+
+def default_base_model(task: str) -> str:
+    """The base model to offer first for ``task`` on this machine.
+
+    torchvision's COCO model when its weights are already in the hub cache, else the
+    offline MobileNetV2 one (which always works without internet).
+
+    Example:
+        >>> default_base_model("detection") in {m.name for m in list_base_models("detection")}
+        True
+    """
+    check_task(task)
+    cached = _weights.hub_checkpoints_dir()
+    for name in PREFERRED_FOR_TASK[task]:
+        if (cached / BASE_MODELS[name].weights_file).is_file():
+            return name
+    return OFFLINE_FOR_TASK[task]
+
+
+def _load_torchvision(name: str, **kwargs: Any) -> nn.Module:
+    """Call torchvision's builder with its COCO weights, turning download failures into
+    :class:`MissingWeightsError`."""
+    _weights.require_weights(name)
+    try:
+        return _BUILDERS[name](weights=torchvision_weights(name), progress=False, **kwargs)
+    except MissingWeightsError:
+        raise
+    except _DOWNLOAD_ERRORS as exc:
+        raise _weights.missing_weights_error(name, exc) from exc
+    except RuntimeError as exc:
+        if "hash" not in str(exc).lower():
+            raise
+        # torch.hub refuses a file whose sha256 does not match its name: a corrupt download
+        raise _weights.missing_weights_error(name, exc) from exc
+
+
+def _set_min_size(model: nn.Module, min_size: int | None, max_size: int | None) -> None:
+    transform = getattr(model, "transform", None)
+    if transform is None:
+        return
+    if min_size is not None:
+        transform.min_size = (int(min_size),)
+    if max_size is not None:
+        transform.max_size = int(max_size)
+    if getattr(transform, "fixed_size", None) is not None and min_size is not None:
+        # SSD resizes every image to a fixed square
+        side = int(min_size)
+        transform.fixed_size = (side, side)
+        transform.max_size = side
+
+
+def _norm_layers(model: nn.Module, frozen: bool | None) -> None:
+    if frozen is None:
+        return
+    backbone = getattr(model, "backbone", model)
+    target = getattr(backbone, "body", backbone)
+    if frozen:
+        freeze_batchnorm(target)
+    else:
+        unfreeze_batchnorm(target)
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    *,
+    pretrained: bool = True,
+    num_keypoints: int | None = None,
+    rois_per_image: int = 512,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    trainable_backbone_layers: int | None = None,
+    frozen_batchnorm: bool | None = None,
+) -> nn.Module:
+    """Build base model ``name`` with output layers for ``num_classes`` (background included).
+
+    With ``pretrained=True`` torchvision's weights are loaded from its hub cache (downloaded
+    if missing and possible, else :class:`MissingWeightsError`), then the class-specific
+    layers are replaced. ``pretrained=False`` gives the same architecture, randomly
+    initialised. ``frozen_batchnorm=None`` keeps torchvision's choice for the pretrained
+    model (so saved weights load into a ``pretrained=False`` rebuild); ``False`` makes the
+    backbone's norms trainable (the from-scratch baseline), ``True`` freezes them.
+
+    Example:
+        >>> m = build_model("fasterrcnn_mobilenet_v2_fpn", 3, pretrained=False, min_size=64)
+        >>> m.roi_heads.box_predictor.cls_score.out_features
+        3
+    """
+    base = _base(name)
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2 (background + 1), got {num_classes}")
+    if base.task == "keypoints" and num_keypoints is None:
+        num_keypoints = 17
+    rcnn_kwargs: dict[str, Any] = {}
+    if name in _RCNN:
+        rcnn_kwargs["box_batch_size_per_image"] = int(rois_per_image)
+    if base.task != "semantic_segmentation" and name != "ssdlite320_mobilenet_v3_large":
+        # GeneralizedRCNNTransform arguments; SSD's transform is fixed-size and set below
+        if min_size is not None:
+            rcnn_kwargs["min_size"] = int(min_size)
+        if max_size is not None:
+            rcnn_kwargs["max_size"] = int(max_size)
+
+    if base.offline:
+        if pretrained:
+            _weights.require_weights(name)
+        model = build_offline(
+            name,
+            num_classes,
+            pretrained=pretrained,
+            num_keypoints=num_keypoints,
+            trainable_layers=trainable_backbone_layers,
+            frozen_batchnorm=frozen_batchnorm is not False,
+            rcnn_kwargs=rcnn_kwargs,
+        )
+    elif pretrained:
+        kwargs = dict(rcnn_kwargs)
+        if trainable_backbone_layers is not None and base.task != "semantic_segmentation":
+            kwargs["trainable_backbone_layers"] = trainable_backbone_layers
+        if name == "deeplabv3_mobilenet_v3_large":
+            kwargs["aux_loss"] = True
+        model = _load_torchvision(name, **kwargs)
+        replace_heads(model, num_classes, num_keypoints)
+        _norm_layers(model, frozen_batchnorm)
+    else:
+        kwargs = dict(rcnn_kwargs, weights=None, weights_backbone=None, num_classes=num_classes)
+        if base.task == "keypoints":
+            kwargs["num_keypoints"] = num_keypoints
+        if name == "deeplabv3_mobilenet_v3_large":
+            kwargs["aux_loss"] = True  # the COCO weights have the auxiliary head
+        model = _BUILDERS[name](**kwargs)
+        if frozen_batchnorm is None:
+            frozen_batchnorm = True if name in _FROZEN_BN_WHEN_PRETRAINED else None
+        _norm_layers(model, frozen_batchnorm)
+    _set_min_size(model, min_size, max_size)
+    return model
+
+
+def build_pretrained(name: str) -> tuple[nn.Module, list[str]]:
+    """torchvision's COCO-pretrained model, unchanged, in eval mode, with its label names.
+
+    ``categories[label]`` names the model's output ``label`` (COCO's ``"__background__"``
+    and ``"N/A"`` gaps included). Offline models have no such head: ``ValueError``.
+
+    Example:
+        >>> build_pretrained("fasterrcnn_mobilenet_v2_fpn")
+        Traceback (most recent call last):
+        ...
+        ValueError: 'fasterrcnn_mobilenet_v2_fpn' has no pretrained classes (ImageNet backbone only): fine-tune it first
+    """  # noqa: E501
+    base = _base(name)
+    if base.offline:
+        raise ValueError(
+            f"{name!r} has no pretrained classes (ImageNet backbone only): fine-tune it first"
+        )
+    kwargs: dict[str, Any] = {}
+    if name == "deeplabv3_mobilenet_v3_large":
+        kwargs["aux_loss"] = True
+    model = _load_torchvision(name, **kwargs)
+    return model.eval(), list(base.coco_categories)
