@@ -1,0 +1,395 @@
+// The anywidget front end: DOM, events and the kernel link. Geometry, edit rules and
+// drawing live in their own modules; this file only wires them to the page and the model.
+//
+// Kernel link:
+//   traits  image, boxes, categories, threshold, status, last_saved, acked, message, ...
+//   out     model.send({type: "add"|"update"|"delete"|"accept"|"accept_all"|"undo"|...,
+//           seq}) once per committed edit (mouse-up / key-up), never per mouse move
+//   in      msg:custom {type: "image", image_id, mime, ...} + one binary buffer holding the
+//           image file's bytes, cached per image id so a prefetched image shows at once
+
+import { Editor, KEYMAP } from "./editor.js";
+import { clientToCanvas } from "./geometry.js";
+import { Renderer } from "./render.js";
+
+let seqCounter = 0; // page-wide, so the kernel's `acked` orders every view's edits
+
+/** Decoded images by id, shared by the views of one model; a few, least recently used. */
+class ImageCache {
+  constructor(limit = 4) {
+    this.limit = limit;
+    this.entries = new Map(); // image id -> {promise, bitmap}
+  }
+
+  put(imageId, blob, keep) {
+    const old = this.entries.get(imageId);
+    if (old) return old.promise;
+    const entry = { bitmap: null, promise: null };
+    entry.promise = createImageBitmap(blob).then((bitmap) => {
+      entry.bitmap = bitmap;
+      return bitmap;
+    });
+    this.entries.set(imageId, entry);
+    this._evict(keep);
+    return entry.promise;
+  }
+
+  get(imageId) {
+    const entry = this.entries.get(imageId);
+    if (!entry) return null;
+    this.entries.delete(imageId); // re-insert: most recently used last
+    this.entries.set(imageId, entry);
+    return entry.promise;
+  }
+
+  _evict(keep) {
+    for (const [id, entry] of this.entries) {
+      if (this.entries.size <= this.limit) break;
+      if (id === keep) continue;
+      this.entries.delete(id);
+      if (entry.bitmap && entry.bitmap.close) entry.bitmap.close();
+    }
+  }
+}
+
+const caches = new WeakMap();
+
+function cacheFor(model) {
+  let cache = caches.get(model);
+  if (!cache) {
+    cache = new ImageCache();
+    caches.set(model, cache);
+  }
+  return cache;
+}
+
+function h(tag, attrs = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "text") node.textContent = v;
+    else if (k === "class") node.className = v;
+    else node.setAttribute(k, v);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function render({ model, el }) {
+  const cache = cacheFor(model);
+  const editor = new Editor({ now: () => performance.now() });
+  const stats = { nextToDrawn: [], sent: 0 };
+  let lastSent = 0;
+  let lastAcked = model.get("acked") || 0;
+  let navStart = null;
+
+  // ------------------------------------------------------------------ DOM
+  const btn = (label, title, onClick) => {
+    const b = h("button", { type: "button", title, class: "aw-btn", text: label });
+    b.addEventListener("click", (e) => {
+      e.stopPropagation();
+      onClick();
+      root.focus({ preventScroll: true });
+    });
+    return b;
+  };
+  const position = h("span", { class: "aw-position" });
+  const name = h("span", { class: "aw-name" });
+  const badge = h("span", { class: "aw-badge" });
+  const classes = h("span", { class: "aw-classes" });
+  const thresholdInput = h("input", {
+    type: "range",
+    min: "0",
+    max: "1",
+    step: "0.01",
+    class: "aw-threshold",
+    title: "hide predictions below this score",
+  });
+  const thresholdValue = h("span", { class: "aw-threshold-value" });
+  const saved = h("span", { class: "aw-saved" });
+  const toolbar = h("div", { class: "aw-toolbar" }, [
+    btn("◀", "previous image (Shift+Space)", () => send({ type: "previous" })),
+    btn("▶", "next image (Space)", () => send({ type: "next" })),
+    btn("▶▶ to do", "next unlabeled or predicted image (U)", () => send({ type: "next_unlabeled" })),
+    position,
+    name,
+    badge,
+    classes,
+    h("label", { class: "aw-threshold-label", text: "score ≥ " }, [thresholdInput, thresholdValue]),
+    btn("−", "zoom out (-)", () => key("-")),
+    btn("fit", "fit (F)", () => key("f")),
+    btn("1:1", "one image pixel per screen pixel (0)", () => key("0")),
+    btn("+", "zoom in (+)", () => key("+")),
+    btn("↶", "undo (Ctrl+Z)", () => key("z", { ctrl: true })),
+    btn("↷", "redo (Ctrl+Shift+Z)", () => key("z", { ctrl: true, shift: true })),
+    btn("?", "keyboard map (? or H)", () => key("?")),
+    saved,
+  ]);
+  const canvas = h("canvas", { class: "aw-canvas" });
+  const helpRows = KEYMAP.map(([keys, what]) =>
+    h("tr", {}, [h("td", { class: "aw-keys", text: keys }), h("td", { text: what })]),
+  );
+  const help = h("div", { class: "aw-help", hidden: "" }, [
+    h("div", { class: "aw-help-title", text: "Keyboard map" }),
+    h("table", {}, [h("tbody", {}, helpRows)]),
+  ]);
+  const message = h("div", { class: "aw-message" });
+  const stage = h("div", { class: "aw-stage" }, [canvas, help, message]);
+  // data-lm-suppress-shortcuts: JupyterLab leaves our keys alone while we have focus
+  const root = h("div", { class: "aw-annotator", tabindex: "0", "data-lm-suppress-shortcuts": "true" }, [
+    toolbar,
+    stage,
+  ]);
+  el.append(root);
+
+  const renderer = new Renderer(canvas);
+  renderer.editor = editor;
+  renderer.onDrawn = () => {
+    if (navStart !== null) {
+      stats.nextToDrawn.push(performance.now() - navStart);
+      navStart = null;
+    }
+  };
+  // for tests and benchmarks: the live objects behind this view
+  root.__annotator = { editor, renderer, stats, model };
+
+  // --------------------------------------------------------- kernel link
+  function send(cmd) {
+    if (["next", "previous", "next_unlabeled", "submit"].includes(cmd.type)) {
+      navStart = performance.now();
+    }
+    const seq = ++seqCounter;
+    lastSent = seq;
+    stats.sent++;
+    model.send({ ...cmd, seq });
+  }
+
+  function apply(res) {
+    for (const cmd of res.commands) send(cmd);
+    renderer.invalidate();
+    refreshChrome();
+  }
+
+  function key(k, mods = {}) {
+    apply(editor.keyDown({ key: k, ...mods }));
+    apply(editor.keyUp({ key: k }));
+  }
+
+  function showBitmap() {
+    const image = editor.image;
+    if (!image) return;
+    const promise = cache.get(image.id);
+    if (!promise) {
+      renderer.setBitmap(null, null);
+      return;
+    }
+    promise.then((bitmap) => {
+      if (editor.image && editor.image.id === image.id) renderer.setBitmap(image.id, bitmap);
+    });
+  }
+
+  // trait changes arrive as several change:x events for one kernel update: coalesce them
+  const dirty = { image: false, boxes: false, ack: false };
+  let syncQueued = false;
+  function queueSync(what) {
+    dirty[what] = true;
+    if (syncQueued) return;
+    syncQueued = true;
+    queueMicrotask(sync);
+  }
+
+  function sync() {
+    syncQueued = false;
+    const changed = { ...dirty };
+    dirty.image = dirty.boxes = dirty.ack = false;
+    const image = model.get("image") || {};
+    const acked = model.get("acked") || 0;
+    if (image.id == null) {
+      editor.image = null;
+      renderer.setBitmap(null, null);
+    } else if (!editor.image || editor.image.id !== image.id) {
+      editor.setImage(image, model.get("boxes") || []);
+      showBitmap();
+    } else if (acked >= lastSent) {
+      // boxes changed with no new ack: made elsewhere (Python API, another view)
+      const external = changed.boxes && acked === lastAcked;
+      editor.adopt(model.get("boxes") || [], { external });
+    }
+    lastAcked = acked;
+    renderer.invalidate();
+    refreshChrome();
+  }
+
+  function onCustom(msg, buffers) {
+    if (!msg || msg.type !== "image" || !buffers || !buffers.length) return;
+    const blob = new Blob([buffers[0]], { type: msg.mime || "image/jpeg" });
+    const current = editor.image ? editor.image.id : null;
+    cache.put(msg.image_id, blob, current).then(() => {
+      if (current === msg.image_id || (editor.image && editor.image.id === msg.image_id)) showBitmap();
+    });
+  }
+
+  const listeners = [
+    ["change:image", () => queueSync("image")],
+    ["change:boxes", () => queueSync("boxes")],
+    ["change:acked", () => queueSync("ack")],
+    ["change:categories", () => {
+      editor.setCategories(model.get("categories") || []);
+      renderer.invalidate();
+      refreshChrome();
+    }],
+    ["change:threshold", () => {
+      editor.setThreshold(model.get("threshold"));
+      renderer.invalidate();
+      refreshChrome();
+    }],
+    ["change:status", () => refreshChrome()],
+    ["change:last_saved", () => refreshChrome()],
+    ["change:message", () => refreshChrome()],
+    ["change:position", () => refreshChrome()],
+    ["change:height", () => resize()],
+    ["msg:custom", onCustom],
+  ];
+  for (const [event, fn] of listeners) model.on(event, fn);
+
+  // -------------------------------------------------------------- chrome
+  let classKey = "";
+  function refreshChrome() {
+    const image = model.get("image") || {};
+    const pos = model.get("position") || [0, 0];
+    position.textContent = pos[1] ? `${pos[0] + 1} / ${pos[1]}` : "no images";
+    name.textContent = image.path || "";
+    name.title = image.path || "";
+    const status = model.get("status") || "";
+    badge.textContent = status;
+    badge.className = `aw-badge aw-status-${status}`;
+    const t = Number(model.get("threshold")) || 0;
+    if (document.activeElement !== thresholdInput) thresholdInput.value = String(t);
+    thresholdValue.textContent = editor.threshold.toFixed(2);
+    const ts = model.get("last_saved");
+    saved.textContent = ts ? `saved ${new Date(ts * 1000).toLocaleTimeString()}` : "";
+    const text = editor.message || model.get("message") || "";
+    message.textContent = text;
+    message.hidden = !text;
+    if (editor.help) help.removeAttribute("hidden");
+    else help.setAttribute("hidden", "");
+    const cats = editor.categories;
+    const k = cats.map((c) => `${c.id}:${c.name}`).join("|");
+    if (k !== classKey) {
+      classKey = k;
+      classes.replaceChildren(
+        ...cats.map((c, i) => {
+          const b = btn(i < 9 ? `${i + 1} ${c.name}` : c.name, `class ${c.name}`, () => {
+            if (i < 9) key(String(i + 1));
+            else editor.category = c.id;
+            refreshChrome();
+          });
+          b.dataset.category = String(c.id);
+          return b;
+        }),
+      );
+    }
+    for (const b of classes.children) {
+      b.classList.toggle("aw-current", Number(b.dataset.category) === editor.category);
+    }
+  }
+
+  // -------------------------------------------------------------- events
+  const toCanvas = (e) => clientToCanvas(e.clientX, e.clientY, canvas.getBoundingClientRect(), renderer.cssW, renderer.cssH);
+
+  canvas.addEventListener("pointerdown", (e) => {
+    e.stopPropagation();
+    e.preventDefault();
+    root.focus({ preventScroll: true });
+    canvas.setPointerCapture(e.pointerId);
+    editor.message = "";
+    const [x, y] = toCanvas(e);
+    apply(editor.pointerDown({ x, y, button: e.button, shift: e.shiftKey }));
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    const [x, y] = toCanvas(e);
+    if (editor.drag) {
+      if (editor.pointerMove({ x, y }).handled) renderer.invalidate();
+    } else {
+      canvas.style.cursor = editor.cursorAt(x, y);
+    }
+  });
+  const up = (e) => {
+    if (!editor.drag) return;
+    const [x, y] = toCanvas(e);
+    apply(editor.pointerUp({ x, y }));
+    root.focus({ preventScroll: true });
+  };
+  canvas.addEventListener("pointerup", up);
+  canvas.addEventListener("pointercancel", () => apply(editor.cancel()));
+  // JupyterLab's notebook takes focus on mousedown in a cell; our canvas keeps it
+  canvas.addEventListener("mousedown", (e) => e.stopPropagation());
+  canvas.addEventListener("contextmenu", (e) => e.preventDefault());
+  canvas.addEventListener(
+    "wheel",
+    (e) => {
+      e.preventDefault();
+      const [x, y] = toCanvas(e);
+      apply(editor.wheel({ x, y, deltaY: e.deltaMode === 1 ? e.deltaY * 16 : e.deltaY }));
+    },
+    { passive: false },
+  );
+
+  const mods = (e) => ({ key: e.key, shift: e.shiftKey, ctrl: e.ctrlKey, meta: e.metaKey, alt: e.altKey, repeat: e.repeat });
+  root.addEventListener("keydown", (e) => {
+    if (e.target === thresholdInput) return;
+    editor.message = "";
+    const res = editor.keyDown(mods(e));
+    if (res.handled) e.preventDefault();
+    // plain keys never reach the notebook ('a', 'x', digits are notebook shortcuts there)
+    if (res.handled || !(e.ctrlKey || e.metaKey)) e.stopPropagation();
+    apply(res);
+    canvas.style.cursor = editor.spaceDown ? "grab" : canvas.style.cursor;
+  });
+  root.addEventListener("keyup", (e) => {
+    if (e.target === thresholdInput) return;
+    const res = editor.keyUp(mods(e));
+    if (res.handled) e.preventDefault();
+    if (!(e.ctrlKey || e.metaKey)) e.stopPropagation();
+    apply(res);
+  });
+  root.addEventListener("blur", () => {
+    // a key released outside the widget must not leave Space "held"
+    editor.spaceDown = false;
+    if (editor.nudge) apply({ handled: true, commands: editor._commitNudge() });
+  });
+
+  thresholdInput.addEventListener("input", () => {
+    editor.setThreshold(Number(thresholdInput.value));
+    renderer.invalidate();
+    refreshChrome();
+  });
+  thresholdInput.addEventListener("change", () => {
+    model.set("threshold", Number(thresholdInput.value));
+    model.save_changes();
+  });
+
+  function resize() {
+    const width = stage.clientWidth || 640;
+    const height = Number(model.get("height")) || 560;
+    stage.style.height = `${height}px`;
+    renderer.resize(width, height);
+    editor.setCanvasSize(renderer.cssW, renderer.cssH);
+    renderer.invalidate();
+  }
+  const observer = new ResizeObserver(() => resize());
+  observer.observe(stage);
+
+  // ------------------------------------------------------------- startup
+  editor.setCategories(model.get("categories") || []);
+  editor.setThreshold(model.get("threshold"));
+  resize();
+  sync();
+  model.send({ type: "ready" }); // the kernel (re)sends the current and the next image
+
+  return () => {
+    observer.disconnect();
+    for (const [event, fn] of listeners) model.off(event, fn);
+  };
+}
+
+export default { render };
