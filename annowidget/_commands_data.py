@@ -1,0 +1,180 @@
+"""CLI commands on a project's data: ``init``, ``import``, ``export``, ``split`` and ``info``.
+
+Each handler calls the same functions a notebook calls (``annowidget.formats``,
+``annowidget.store``) and prints what it did; errors become one line through
+``annowidget.cli.main``.
+
+Example:
+    $ annowidget init raccoons --images data/raccoon
+    $ annowidget import raccoons --format voc data/raccoon/annotations --images data/raccoon/images
+    $ annowidget split raccoons --ratio 0.8 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from annowidget.cli import CommandError
+from annowidget.store import Project
+
+# annowidget.formats (pycocotools, PIL) is imported inside the handlers that need it, so
+# building the parser for `annowidget --help` stays quick.
+
+_IMPORT_FORMATS = ("coco", "voc", "yolo", "images")
+_EXPORT_FORMATS = ("coco", "voc", "yolo")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``init``, ``import``, ``export``, ``split`` and ``info`` to the parser."""
+    init = subparsers.add_parser("init", help="create a project whose images live under DIR")
+    init.add_argument("project", help="directory of the new project")
+    init.add_argument("--images", required=True, metavar="DIR", help="the images root")
+    init.set_defaults(handler=_init)
+
+    imp = subparsers.add_parser("import", help="import a dataset or a folder of images")
+    imp.add_argument("project")
+    imp.add_argument("path", help="COCO JSON, VOC XML dir/file, YOLO labels dir, or image dir")
+    imp.add_argument("--format", required=True, choices=_IMPORT_FORMATS)
+    imp.add_argument(
+        "--images", metavar="DIR", help="where the dataset's images are (YOLO: required)"
+    )
+    imp.add_argument(
+        "--folder", help="project folder for the images (default: train; images: unlabeled)"
+    )
+    imp.add_argument(
+        "--classes",
+        metavar="FILE",
+        help="YOLO class names: classes.txt or a data YAML (default: classes.txt beside PATH)",
+    )
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    imp.set_defaults(handler=_import)
+
+    exp = subparsers.add_parser("export", help="export annotations as COCO, VOC or YOLO")
+    exp.add_argument("project")
+    exp.add_argument("out", help="COCO: the JSON file; VOC and YOLO: a directory")
+    exp.add_argument("--format", required=True, choices=_EXPORT_FORMATS)
+    exp.add_argument(
+        "--folder", action="append", metavar="NAME", help="only this folder (repeatable)"
+    )
+    exp.add_argument("--status", action="append", help="only images with this status")
+    exp.add_argument("--predictions", action="store_true", help="COCO: include pending predictions")
+    exp.add_argument("--segments", action="store_true", help="YOLO: write polygons")
+    exp.set_defaults(handler=_export)
+
+    split = subparsers.add_parser("split", help="split reviewed images into train/test")
+    split.add_argument("project")
+    split.add_argument("--ratio", type=float, default=0.8, help="share of train (default 0.8)")
+    split.add_argument("--seed", type=int, default=0)
+    split.set_defaults(handler=_split)
+
+    info = subparsers.add_parser("info", help="counts per folder, status and category")
+    info.add_argument("project")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(handler=_info)
+
+
+def _init(args: argparse.Namespace) -> int:
+    with Project.create(args.project, images_root=args.images) as project:
+        print(f"created project {project.root} (images under {project.images_root})")
+    print(f"next: annowidget import {args.project} --format images {args.images}")
+    return 0
+
+
+def _yolo_classes(args: argparse.Namespace) -> Path:
+    if args.classes:
+        return Path(args.classes)
+    labels = Path(args.path)
+    for candidate in (labels / "classes.txt", labels.parent / "classes.txt"):
+        if candidate.is_file():
+            return candidate
+    raise CommandError(f"{labels}: no classes.txt beside the labels; pass --classes FILE")
+
+
+def _import(args: argparse.Namespace) -> int:
+    from annowidget.formats import import_coco, import_images, import_voc, import_yolo
+
+    progress = not args.no_progress
+    folder = args.folder or ("unlabeled" if args.format == "images" else "train")
+    with Project.open(args.project) as project:
+        if args.format == "coco":
+            report = import_coco(
+                project, args.path, images_dir=args.images, folder=folder, progress=progress
+            )
+        elif args.format == "voc":
+            report = import_voc(
+                project, args.path, images_dir=args.images, folder=folder, progress=progress
+            )
+        elif args.format == "yolo":
+            if not args.images:
+                raise CommandError("--images DIR is required with --format yolo")
+            report = import_yolo(
+                project,
+                args.path,
+                images_dir=args.images,
+                classes=_yolo_classes(args),
+                folder=folder,
+                progress=progress,
+            )
+        else:
+            report = import_images(project, args.path, folder=folder, progress=progress)
+    print(report.summary())
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from annowidget.formats import export_coco, export_voc, export_yolo
+
+    with Project.open(args.project) as project:
+        if args.format == "coco":
+            counts = export_coco(
+                project,
+                args.out,
+                folders=args.folder,
+                status=args.status,
+                include_predictions=args.predictions,
+            )
+        elif args.format == "voc":
+            counts = export_voc(project, args.out, folders=args.folder, status=args.status)
+        else:
+            counts = export_yolo(
+                project, args.out, folders=args.folder, status=args.status, segments=args.segments
+            )
+    details = ", ".join(f"{value} {key}" for key, value in counts.items())
+    print(f"exported {details} to {args.out}")
+    return 0
+
+
+def _split(args: argparse.Namespace) -> int:
+    with Project.open(args.project) as project:
+        n_train, n_test = project.split(args.ratio, seed=args.seed)
+    if n_train + n_test == 0:
+        raise CommandError("no reviewed images to split; label or import some first")
+    print(f"train: {n_train} images, test: {n_test} images (seed {args.seed})")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    with Project.open(args.project) as project:
+        info = project.info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"project      {info['project']}")
+    print(f"images root  {info['images_root']}")
+    print(
+        f"images       {info['images']}  annotations {info['annotations']}  "
+        f"predictions {info['predictions']}"
+    )
+    print("folders      " + _pairs(info["folders"]))
+    print("status       " + _pairs(info["status"]))
+    print("categories")
+    for name, counts in info["categories"].items():
+        pending = f" (+{counts['predictions']} predicted)" if counts["predictions"] else ""
+        print(f"  {name:<24} {counts['annotations']:>7}{pending}")
+    return 0
+
+
+def _pairs(counts: dict[str, int]) -> str:
+    return ", ".join(f"{key}: {value}" for key, value in counts.items()) or "-"
