@@ -1,0 +1,341 @@
+"""The training loop: optimiser, schedule, one epoch of training, one evaluation.
+
+In the style of torchvision's detection references (SGD, a step schedule, a linear warm-up
+during the first epoch, COCO evaluation through pycocotools), without their printing.
+
+Example:
+    >>> # optimizer = make_optimizer(model, hp); scheduler = make_scheduler(optimizer, hp)
+    >>> # result = train_one_epoch(model, optimizer, loader, device, epoch=1)
+    >>> # scheduler.step(); metrics = evaluate(model, test_loader, device)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from annowidget.train import coco_eval
+from annowidget.train.dataset import SnapshotDataset, collate
+from annowidget.train.events import StepEvent
+from annowidget.train.hyperparameters import Hyperparameters
+from annowidget.train.transforms import IGNORE_INDEX
+
+StepCallback = Callable[[StepEvent], None]
+
+# torchvision's segmentation models take ImageNet-normalised input (detection models
+# normalise inside their own transform).
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite: the run cannot continue from these weights."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU; a named device must exist.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} is not available: torch sees no CUDA GPU")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} is not available: {torch.cuda.device_count()} GPU(s)")
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {name!r} is not available on this machine")
+    return device
+
+
+def make_optimizer(model: nn.Module, hp: Hyperparameters) -> torch.optim.SGD:
+    """SGD with momentum and weight decay over the trainable parameters.
+
+    Example:
+        >>> make_optimizer(nn.Linear(2, 1), Hyperparameters()).defaults["momentum"]
+        0.9
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(
+        params, lr=hp.learning_rate, momentum=hp.momentum, weight_decay=hp.weight_decay
+    )
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, hp: Hyperparameters
+) -> torch.optim.lr_scheduler.StepLR:
+    """Multiply the learning rate by ``gamma`` every ``gamma_epochs`` epochs (step per epoch).
+
+    Example:
+        >>> opt = make_optimizer(nn.Linear(2, 1), Hyperparameters())
+        >>> make_scheduler(opt, Hyperparameters()).step_size
+        5
+    """
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=hp.gamma_epochs, gamma=hp.gamma)
+
+
+def default_warmup_iters(steps_per_epoch: int) -> int:
+    """torchvision's choice: warm up over the first epoch, at most 1000 steps.
+
+    Example:
+        >>> default_warmup_iters(50)
+        49
+    """
+    return max(0, min(1000, steps_per_epoch - 1))
+
+
+@dataclass
+class EpochResult:
+    """What one call of :func:`train_one_epoch` did. ``completed`` is False when stopped."""
+
+    epoch: int
+    steps: int
+    steps_per_epoch: int
+    images: int
+    completed: bool
+    loss: float
+    loss_parts: dict[str, float] = field(default_factory=dict)
+    lr: float = 0.0
+    seconds: float = 0.0
+
+
+def _to_device(
+    images: list[torch.Tensor], targets: list[dict[str, Any]], device: torch.device
+) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+    non_blocking = device.type == "cuda"
+    images = [image.to(device, non_blocking=non_blocking) for image in images]
+    targets = [
+        {
+            k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
+            for k, v in t.items()
+        }
+        for t in targets
+    ]
+    return images, targets
+
+
+def _task_of(data: Any, task: str | None) -> str:
+    if task is not None:
+        return task
+    dataset = getattr(data, "dataset", data)
+    return str(getattr(dataset, "task", "detection"))
+
+
+def semantic_input(images: list[torch.Tensor]) -> torch.Tensor:
+    """A batch for a semantic segmentation model: stacked and ImageNet-normalised.
+
+    Example:
+        >>> semantic_input([torch.zeros(3, 2, 2)]).shape
+        torch.Size([1, 3, 2, 2])
+    """
+    batch = torch.stack(images)
+    mean = torch.tensor(_IMAGENET_MEAN, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(_IMAGENET_STD, device=batch.device).view(1, 3, 1, 1)
+    return (batch - mean) / std
+
+
+def compute_loss(
+    model: nn.Module, images: list[torch.Tensor], targets: list[dict[str, Any]], task: str
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The training loss and its named parts for one batch (model in train mode).
+
+    Detection-style models return their losses; semantic models return logits, scored here
+    with cross-entropy (the auxiliary head, when present, weighs 0.5 as in torchvision).
+
+    Example:
+        >>> # loss, parts = compute_loss(model, images, targets, "detection")
+    """
+    if task == "semantic_segmentation":
+        batch = semantic_input(images)
+        masks = torch.stack([t["mask"] for t in targets]).long()
+        outputs = model(batch)
+        parts = {
+            "loss_out": nn.functional.cross_entropy(
+                outputs["out"], masks, ignore_index=IGNORE_INDEX
+            )
+        }
+        if "aux" in outputs:
+            parts["loss_aux"] = 0.5 * nn.functional.cross_entropy(
+                outputs["aux"], masks, ignore_index=IGNORE_INDEX
+            )
+    else:
+        parts = model(images, targets)
+    return sum(parts.values()), parts  # type: ignore[return-value]
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable[tuple[list[torch.Tensor], list[dict[str, Any]]]],
+    device: torch.device,
+    epoch: int,
+    *,
+    warmup_iters: int | None = None,
+    on_step: StepCallback | None = None,
+    stop_event: threading.Event | None = None,
+    task: str | None = None,
+    run_start: float | None = None,
+) -> EpochResult:
+    """Train ``model`` for one pass over ``loader``; epochs count from 1.
+
+    During epoch 1 the learning rate ramps up linearly from 1/1000 of its value over
+    ``warmup_iters`` steps (default: the whole epoch, at most 1000 steps; 0: no warm-up).
+    ``stop_event`` is checked before every step: when set, the epoch ends early with
+    ``completed=False`` (the weights then hold a partial epoch). A NaN or infinite loss
+    raises :class:`NonFiniteLossError` before the weights are updated with it.
+
+    Example:
+        >>> # r = train_one_epoch(model, opt, loader, torch.device("cpu"), 1, on_step=print)
+        >>> # r.completed, r.loss
+    """
+    task = _task_of(loader, task)
+    model.train()
+    try:
+        steps_per_epoch = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        steps_per_epoch = 0
+    warmup = None
+    if epoch == 1:
+        iters = default_warmup_iters(steps_per_epoch) if warmup_iters is None else warmup_iters
+        if iters > 0:
+            warmup = torch.optim.lr_scheduler.LinearLR(
+                optimizer, start_factor=1.0 / 1000, total_iters=iters
+            )
+    start = time.perf_counter()
+    run_start = start if run_start is None else run_start
+    totals: dict[str, float] = {}
+    total_loss = 0.0
+    steps = images_seen = 0
+    completed = True
+    for images, targets in loader:
+        if stop_event is not None and stop_event.is_set():
+            completed = False
+            break
+        images, targets = _to_device(list(images), list(targets), device)
+        loss, parts = compute_loss(model, images, targets, task)
+        loss_value = float(loss.item())
+        part_values = {k: float(v.item()) for k, v in parts.items()}
+        if not math.isfinite(loss_value):
+            detail = ", ".join(f"{k}={v:.4g}" for k, v in part_values.items())
+            raise NonFiniteLossError(
+                f"the loss became {loss_value} at epoch {epoch}, step {steps + 1} ({detail}); "
+                f"the learning rate ({optimizer.param_groups[0]['lr']:.3g}) is probably too high"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        lr = float(optimizer.param_groups[0]["lr"])
+        if warmup is not None:
+            warmup.step()
+        steps += 1
+        images_seen += len(images)
+        total_loss += loss_value
+        for k, v in part_values.items():
+            totals[k] = totals.get(k, 0.0) + v
+        if on_step is not None:
+            on_step(
+                StepEvent(
+                    epoch=epoch,
+                    step=steps,
+                    steps_per_epoch=steps_per_epoch,
+                    loss=loss_value,
+                    loss_parts=part_values,
+                    lr=lr,
+                    elapsed=time.perf_counter() - run_start,
+                )
+            )
+    if stop_event is not None and stop_event.is_set() and steps < steps_per_epoch:
+        completed = False
+    return EpochResult(
+        epoch=epoch,
+        steps=steps,
+        steps_per_epoch=steps_per_epoch,
+        images=images_seen,
+        completed=completed,
+        loss=total_loss / steps if steps else math.nan,
+        loss_parts={k: v / steps for k, v in totals.items()},
+        lr=float(optimizer.param_groups[0]["lr"]),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def eval_loader(dataset: SnapshotDataset, batch_size: int = 2) -> DataLoader:
+    """A sequential loader over ``dataset`` (one image per batch for semantic models,
+    whose test images keep their own sizes).
+
+    Example:
+        >>> # loader = eval_loader(SnapshotDataset.from_snapshot(project, snap, image_size=320))
+    """
+    if dataset.task == "semantic_segmentation":
+        batch_size = 1
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    data: SnapshotDataset | DataLoader,
+    device: torch.device,
+    *,
+    batch_size: int = 2,
+    stop_event: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Metrics of ``model`` on a test dataset: COCO AP/AP50/AP75 and per-class AP (detection,
+    instance segmentation, keypoints) or mean IoU (semantic segmentation).
+
+    Ground truth is the dataset's annotations in original pixels; predictions are mapped
+    back to them. Returns ``{}`` when ``stop_event`` is set midway.
+
+    Example:
+        >>> # metrics = evaluate(model, test_dataset, torch.device("cpu"))
+        >>> # metrics["AP50"], metrics["per_class"]["raccoon"]
+    """
+    loader = data if isinstance(data, DataLoader) else eval_loader(data, batch_size)
+    dataset: SnapshotDataset = loader.dataset  # type: ignore[assignment]
+    task = dataset.task
+    was_training = model.training
+    model.eval()
+    try:
+        if task == "semantic_segmentation":
+            names = ["background", *(c.name for c in dataset.categories)]
+            matrix = coco_eval.ConfusionMatrix(len(names), IGNORE_INDEX)
+            for images, targets in loader:
+                if stop_event is not None and stop_event.is_set():
+                    return {}
+                batch = semantic_input([image.to(device) for image in images])
+                predicted = model(batch)["out"].argmax(1)
+                for target, pred in zip(targets, predicted, strict=True):
+                    matrix.update(target["mask"], pred)
+            return {"images": len(dataset), **matrix.metrics(names)}
+        results: dict[str, list[dict[str, Any]]] = {}
+        for images, targets in loader:
+            if stop_event is not None and stop_event.is_set():
+                return {}
+            outputs = model([image.to(device) for image in images])
+            for output, target in zip(outputs, targets, strict=True):
+                entries = coco_eval.to_results(output, target["image_id"], target["scale"], task)
+                for iou_type, values in entries.items():
+                    results.setdefault(iou_type, []).extend(values)
+        num_keypoints = len(dataset.keypoint_names)
+        gt = coco_eval.ground_truth(dataset.items, dataset.categories, num_keypoints=num_keypoints)
+        return coco_eval.coco_metrics(gt, results, task, num_keypoints=num_keypoints)
+    finally:
+        model.train(was_training)
