@@ -1,0 +1,13 @@
+"""What each round of labeling cost, how good each model is on the images people corrected,
+and which image to label next.
+
+Example:
+    >>> from annowidget.effort import effort_per_round
+    >>> # effort_per_round(project)[-1].seconds_per_image
+"""
+
+from __future__ import annotations
+
+from annowidget.effort.meter import ImageEffort, RoundEffort, effort_per_image, effort_per_round
+
+__all__ = ["ImageEffort", "RoundEffort", "effort_per_image", "effort_per_round"]
