@@ -180,7 +180,7 @@ def export_voc(
     """Write one Pascal VOC XML file per image under ``out_dir`` (mirroring image paths).
 
     Only boxes are written (VOC has no polygons or keypoints); predictions waiting for
-    review are left out. Unlabeled images with no annotation get no file.
+    review are left out. Images not reviewed yet with no annotation get no file.
 
     Example:
         >>> export_voc(project, "voc", folders="train")  # doctest: +SKIP
@@ -197,7 +197,7 @@ def export_voc(
         }
     for image_id, path, width, height, image_status in images:
         rows = by_image.get(image_id, [])
-        if not rows and image_status == "unlabeled":
+        if not rows and image_status != "reviewed":
             continue
         root = ET.Element("annotation")
         ET.SubElement(root, "folder").text = Path(path).parent.name or "."

@@ -204,7 +204,7 @@ def export_yolo(
     Class ids are the positions of the project's categories in ``classes.txt``. With
     ``segments=True`` rows are polygons: an annotation's largest polygon (YOLO has one
     per row), or its box's four corners when it has no polygon (RLE masks included).
-    Unlabeled images with no annotation get no file (YOLO's "not labeled yet").
+    Images not reviewed yet with no annotation get no file (YOLO's "not labeled yet").
 
     Example:
         >>> export_yolo(project, "yolo", folders="train")  # doctest: +SKIP
@@ -224,7 +224,7 @@ def export_yolo(
         }
     for image_id, path, width, height, image_status in images:
         rows = by_image.get(image_id, [])
-        if not rows and image_status == "unlabeled":
+        if not rows and image_status != "reviewed":
             continue
         lines = []
         for _, _, category_id, x, y, w, h, segmentation, *_rest in rows:
