@@ -132,7 +132,7 @@ export class Editor {
   }
 
   setCategories(categories) {
-    this.categories = categories.map((c) => ({ id: c.id, name: String(c.name) }));
+    this.categories = categories.map((c) => ({ id: c.id, name: String(c.name), color: c.color }));
     if (!this.categories.some((c) => c.id === this.category)) {
       this.category = this.categories.length ? this.categories[0].id : null;
     }

@@ -22,8 +22,10 @@ export const PALETTE = [
 const LABEL_FONT_PX = 12;
 const MAX_LABELS = 400; // beyond this many boxes on screen, labels would only be noise
 
+/** The kernel's colour for a class (shared with the Gallery), else one by position. */
 export function colorFor(categories, categoryId) {
   const i = categories.findIndex((c) => c.id === categoryId);
+  if (i >= 0 && typeof categories[i].color === "string") return categories[i].color;
   return PALETTE[(i < 0 ? 0 : i) % PALETTE.length];
 }
 

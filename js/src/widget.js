@@ -2,7 +2,7 @@
 // drawing live in their own modules; this file only wires them to the page and the model.
 //
 // Kernel link:
-//   traits  image, boxes, categories, threshold, status, last_saved, acked, message, ...
+//   traits  _image, _boxes, _acked, categories, threshold, status, last_saved, message, ...
 //   out     model.send({type: "add"|"update"|"delete"|"accept"|"accept_all"|"undo"|...,
 //           seq}) once per committed edit (mouse-up / key-up), never per mouse move
 //   in      msg:custom {type: "image", image_id, mime, ...} + one binary buffer holding the
@@ -25,7 +25,8 @@ class ImageCache {
     const old = this.entries.get(imageId);
     if (old) return old.promise;
     const entry = { bitmap: null, promise: null };
-    entry.promise = createImageBitmap(blob).then((bitmap) => {
+    // JPEG EXIF orientation is applied here: the store's sizes are the oriented ones
+    entry.promise = createImageBitmap(blob, { imageOrientation: "from-image" }).then((bitmap) => {
       entry.bitmap = bitmap;
       return bitmap;
     });
@@ -79,8 +80,9 @@ function render({ model, el }) {
   const editor = new Editor({ now: () => performance.now() });
   const stats = { nextToDrawn: [], sent: 0 };
   let lastSent = 0;
-  let lastAcked = model.get("acked") || 0;
+  let lastAcked = model.get("_acked") || 0;
   let navStart = null;
+  let started = false; // "ready" sent: the kernel (re)sends what this view needs
 
   // ------------------------------------------------------------------ DOM
   const btn = (label, title, onClick) => {
@@ -106,10 +108,26 @@ function render({ model, el }) {
   });
   const thresholdValue = h("span", { class: "aw-threshold-value" });
   const saved = h("span", { class: "aw-saved" });
+  const folderSelect = h("select", { class: "aw-folder", title: "folder" });
+  const statusSelect = h("select", { class: "aw-status-filter", title: "status" });
+  for (const [value, label] of [["", "any status"], ["unlabeled", "unlabeled"], ["predicted", "predicted"], ["reviewed", "reviewed"]]) {
+    statusSelect.append(h("option", { value, text: label }));
+  }
+  for (const [select, trait] of [[folderSelect, "folder"], [statusSelect, "status_filter"]]) {
+    select.addEventListener("change", () => {
+      model.set(trait, select.value);
+      model.save_changes();
+    });
+    select.addEventListener("keydown", (e) => e.stopPropagation());
+  }
+  const undoButton = btn("↶", "undo (Ctrl+Z)", () => key("z", { ctrl: true }));
+  const redoButton = btn("↷", "redo (Ctrl+Shift+Z)", () => key("z", { ctrl: true, shift: true }));
   const toolbar = h("div", { class: "aw-toolbar" }, [
     btn("◀", "previous image (Shift+Space)", () => send({ type: "previous" })),
     btn("▶", "next image (Space)", () => send({ type: "next" })),
     btn("▶▶ to do", "next unlabeled or predicted image (U)", () => send({ type: "next_unlabeled" })),
+    folderSelect,
+    statusSelect,
     position,
     name,
     badge,
@@ -119,8 +137,8 @@ function render({ model, el }) {
     btn("fit", "fit (F)", () => key("f")),
     btn("1:1", "one image pixel per screen pixel (0)", () => key("0")),
     btn("+", "zoom in (+)", () => key("+")),
-    btn("↶", "undo (Ctrl+Z)", () => key("z", { ctrl: true })),
-    btn("↷", "redo (Ctrl+Shift+Z)", () => key("z", { ctrl: true, shift: true })),
+    undoButton,
+    redoButton,
     btn("?", "keyboard map (? or H)", () => key("?")),
     saved,
   ]);
@@ -180,6 +198,8 @@ function render({ model, el }) {
     const promise = cache.get(image.id);
     if (!promise) {
       renderer.setBitmap(null, null);
+      // the kernel sends an image before showing it; missing means evicted: ask again
+      if (started) model.send({ type: "need_image", image_id: image.id });
       return;
     }
     promise.then((bitmap) => {
@@ -201,18 +221,18 @@ function render({ model, el }) {
     syncQueued = false;
     const changed = { ...dirty };
     dirty.image = dirty.boxes = dirty.ack = false;
-    const image = model.get("image") || {};
-    const acked = model.get("acked") || 0;
+    const image = model.get("_image") || {};
+    const acked = model.get("_acked") || 0;
     if (image.id == null) {
       editor.image = null;
       renderer.setBitmap(null, null);
     } else if (!editor.image || editor.image.id !== image.id) {
-      editor.setImage(image, model.get("boxes") || []);
+      editor.setImage(image, model.get("_boxes") || []);
       showBitmap();
     } else if (acked >= lastSent) {
       // boxes changed with no new ack: made elsewhere (Python API, another view)
       const external = changed.boxes && acked === lastAcked;
-      editor.adopt(model.get("boxes") || [], { external });
+      editor.adopt(model.get("_boxes") || [], { external });
     }
     lastAcked = acked;
     renderer.invalidate();
@@ -229,9 +249,9 @@ function render({ model, el }) {
   }
 
   const listeners = [
-    ["change:image", () => queueSync("image")],
-    ["change:boxes", () => queueSync("boxes")],
-    ["change:acked", () => queueSync("ack")],
+    ["change:_image", () => queueSync("image")],
+    ["change:_boxes", () => queueSync("boxes")],
+    ["change:_acked", () => queueSync("ack")],
     ["change:categories", () => {
       editor.setCategories(model.get("categories") || []);
       renderer.invalidate();
@@ -246,6 +266,11 @@ function render({ model, el }) {
     ["change:last_saved", () => refreshChrome()],
     ["change:message", () => refreshChrome()],
     ["change:position", () => refreshChrome()],
+    ["change:folders", () => refreshChrome()],
+    ["change:folder", () => refreshChrome()],
+    ["change:status_filter", () => refreshChrome()],
+    ["change:can_undo", () => refreshChrome()],
+    ["change:can_redo", () => refreshChrome()],
     ["change:height", () => resize()],
     ["msg:custom", onCustom],
   ];
@@ -254,7 +279,7 @@ function render({ model, el }) {
   // -------------------------------------------------------------- chrome
   let classKey = "";
   function refreshChrome() {
-    const image = model.get("image") || {};
+    const image = model.get("_image") || {};
     const pos = model.get("position") || [0, 0];
     position.textContent = pos[1] ? `${pos[0] + 1} / ${pos[1]}` : "no images";
     name.textContent = image.path || "";
@@ -272,6 +297,19 @@ function render({ model, el }) {
     message.hidden = !text;
     if (editor.help) help.removeAttribute("hidden");
     else help.setAttribute("hidden", "");
+    const folders = model.get("folders") || [];
+    const fk = folders.join("\n");
+    if (folderSelect.dataset.key !== fk) {
+      folderSelect.dataset.key = fk;
+      folderSelect.replaceChildren(
+        h("option", { value: "", text: "all folders" }),
+        ...folders.map((f) => h("option", { value: f, text: f })),
+      );
+    }
+    folderSelect.value = model.get("folder") || "";
+    statusSelect.value = model.get("status_filter") || "";
+    undoButton.disabled = !model.get("can_undo") && !editor.undo.canUndo;
+    redoButton.disabled = !model.get("can_redo") && !editor.undo.canRedo;
     const cats = editor.categories;
     const k = cats.map((c) => `${c.id}:${c.name}`).join("|");
     if (k !== classKey) {
@@ -385,6 +423,7 @@ function render({ model, el }) {
   resize();
   sync();
   model.send({ type: "ready" }); // the kernel (re)sends the current and the next image
+  started = true;
 
   return () => {
     observer.disconnect();

@@ -1,0 +1,486 @@
+"""The Annotator: edit the boxes of one image at a time, on a canvas in the browser.
+
+Every pointer and key event is handled by the front end (``js/``, built into
+``annowidget/static/annotator.js``). The kernel hears only committed edits, one message
+per mouse-up or key-up, applies each to the project store at once (autosave, logged with
+its duration) and echoes the saved state back through the traits. Images travel as their
+file's bytes in binary buffers (see ``_image_feed``); the next one is sent ahead.
+
+What the notebook file keeps: the synced traits hold the current image's metadata and
+boxes only (no image bytes, no other image's labels), so a saved widget state stays small
+whatever the size of the project.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets as t
+
+from annowidget.store import STATUSES, Annotation, Image, Project, ProjectError
+from annowidget.store.images import ImageError
+from annowidget.widgets._edit_history import EditHistory
+from annowidget.widgets._image_feed import ImageFeed
+from annowidget.widgets._palette import category_color
+
+__all__ = ["Annotator"]
+
+_log = logging.getLogger(__name__)
+_STATIC = Path(__file__).parent.parent / "static"
+ALL = ""  # folder / status filter value meaning "no filter"
+_NAVIGATION = ("next", "previous", "next_unlabeled", "submit")
+_TODO = ("unlabeled", "predicted")
+
+
+class Annotator(anywidget.AnyWidget):
+    """A box editor on the images of a project, saving every change as it is made.
+
+    Example:
+        >>> # from annowidget.widgets import Annotator
+        >>> # annotator = Annotator(project, folder="unlabeled")
+        >>> # annotator                      # draw, fix, accept; every edit is saved
+        >>> # annotator.next_unlabeled()     # or press Space / U in the widget
+    """
+
+    _esm = _STATIC / "annotator.js"
+    _css = _STATIC / "annotator.css"
+
+    # what the front end sees (small: the current image only)
+    _image = t.Dict().tag(sync=True)
+    _boxes = t.List(t.Dict()).tag(sync=True)
+    _acked = t.Int(0).tag(sync=True)
+    categories = t.List(t.Dict()).tag(sync=True)
+    threshold = t.Float(0.5, min=0.0, max=1.0).tag(sync=True)
+    status = t.Unicode("").tag(sync=True)
+    last_saved = t.Float(0.0).tag(sync=True)
+    display_scale = t.Float(1.0).tag(sync=True)
+    position = t.List(t.Int(), default_value=[0, 0]).tag(sync=True)
+    message = t.Unicode("").tag(sync=True)
+    height = t.Int(560).tag(sync=True)
+    can_undo = t.Bool(False).tag(sync=True)
+    can_redo = t.Bool(False).tag(sync=True)
+    # the filter, editable in the toolbar ("" = all)
+    folder = t.Unicode("").tag(sync=True)
+    status_filter = t.Unicode("").tag(sync=True)
+    folders = t.List(t.Unicode()).tag(sync=True)
+
+    def __init__(
+        self,
+        project: Project,
+        folder: str | None = None,
+        status: str | None = None,
+        *,
+        threshold: float = 0.5,
+        max_side: int = 4096,
+        height: int = 560,
+        **kwargs: Any,
+    ) -> None:
+        if status is not None and status not in STATUSES:
+            raise ProjectError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+        self.project = project
+        super().__init__(
+            threshold=threshold,
+            height=height,
+            folder=folder or ALL,
+            status_filter=status or ALL,
+            **kwargs,
+        )
+        self._feed = ImageFeed(self._send_image, max_side=max_side)
+        self._history = EditHistory(project)
+        self._client_ids: dict[str, int] = {}  # front-end ids of new boxes -> store ids
+        self._change_callbacks: list[Callable[[dict[str, Any]], None]] = []
+        self._image_callbacks: list[Callable[[Image], None]] = []
+        self._ids: list[int] = []
+        self._current: Image | None = None
+        self.on_msg(self._on_message)
+        self.refresh_categories()
+        self.refresh(keep_position=False)
+        self.observe(self._on_filter, names=["folder", "status_filter"])
+
+    @t.validate("status_filter")
+    def _check_status(self, proposal: dict[str, Any]) -> str:
+        value = proposal["value"]
+        if value not in (ALL, *STATUSES):
+            raise t.TraitError(f"status must be one of {', '.join(STATUSES)} or ''; got {value!r}")
+        return value
+
+    def _on_filter(self, _change: dict[str, Any]) -> None:
+        self.refresh(keep_position=False)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def image(self) -> Image | None:
+        """The image being edited (``None`` when the filter matches no image)."""
+        return self._current
+
+    @property
+    def boxes(self) -> list[Annotation]:
+        """The current image's reviewed annotations (people's boxes), as stored."""
+        return self._annotations(predictions=False)
+
+    @property
+    def predictions(self) -> list[Annotation]:
+        """The current image's pending predictions, as stored (all scores)."""
+        return self._annotations(predictions=True)
+
+    @property
+    def image_ids(self) -> list[int]:
+        """The ids the Annotator steps through (the folder/status filter when created)."""
+        return list(self._ids)
+
+    @property
+    def bytes_sent(self) -> int:
+        """Image bytes sent to the browser so far (not counting the small JSON messages)."""
+        return self._feed.bytes_sent
+
+    def _annotations(self, *, predictions: bool) -> list[Annotation]:
+        if self._current is None:
+            return []
+        return self.project.annotations(self._current.id, predictions=predictions)
+
+    # ---------------------------------------------------------------- navigation
+    def refresh(self, *, keep_position: bool = True) -> None:
+        """Re-read which images match the folder/status filter (e.g. after an import)."""
+        self.folders = self.project.folders()
+        self._ids = [image.id for image in self.project.images(**self._filter())]
+        current = self._current.id if (keep_position and self._current) else None
+        if current is not None:
+            self.goto(current)
+        elif self._ids:
+            self.goto(self._ids[0])
+        else:
+            self._show(None)
+
+    def refresh_categories(self) -> None:
+        """Re-read the project's categories (after ``project.add_category``)."""
+        self.categories = [
+            {"id": c.id, "name": c.name, "color": category_color(c.id)}
+            for c in self.project.categories()
+        ]
+
+    def reload(self) -> None:
+        """Re-read the current image's boxes and status (after a prediction run, say)."""
+        if self._current is not None:
+            self._current = self.project.image(self._current.id)
+        self._publish_boxes()
+
+    def goto(self, image: Image | int) -> None:
+        """Show ``image`` (an :class:`Image` or its id), even one outside the filter."""
+        image_id = image.id if isinstance(image, Image) else int(image)
+        self._show(self.project.image(image_id))
+
+    def next(self) -> None:
+        """Show the next image of the filtered list (stays on the last one)."""
+        self._step(+1)
+
+    def previous(self) -> None:
+        """Show the previous image of the filtered list (stays on the first one)."""
+        self._step(-1)
+
+    def next_unlabeled(self) -> bool:
+        """Show the next image that still needs work (unlabeled or predicted), wrapping.
+
+        Returns False (and stays) when every image of the list is reviewed.
+        """
+        todo = {i.id for i in self.project.images(folder=self._filter()["folder"], status=_TODO)}
+        start = self._index()
+        n = len(self._ids)
+        for step in range(1, n + 1):
+            candidate = self._ids[(start + step) % n]
+            if candidate in todo:
+                self.goto(candidate)
+                return True
+        self.message = "every image here is reviewed"
+        return False
+
+    def _filter(self) -> dict[str, str | None]:
+        return {"folder": self.folder or None, "status": self.status_filter or None}
+
+    def _index(self) -> int:
+        if self._current is None or self._current.id not in self._ids:
+            return -1
+        return self._ids.index(self._current.id)
+
+    def _step(self, delta: int) -> None:
+        if not self._ids:
+            return
+        index = self._index()
+        if index < 0:  # outside the list: go to its neighbour by id
+            later = [i for i in self._ids if self._current and i > self._current.id]
+            target = later[0] if (delta > 0 and later) else self._ids[0 if delta > 0 else -1]
+        else:
+            target = self._ids[min(max(index + delta, 0), len(self._ids) - 1)]
+        self.goto(target)
+
+    def _show(self, image: Image | None) -> None:
+        previous = self._current
+        self._current = image
+        scale = self.display_scale
+        if image is not None:
+            try:
+                sent = self._feed.ensure(image.id, self.project.image_path(image))
+                scale = sent.scale if sent else 1.0
+                self.message = ""
+            except (ImageError, OSError) as exc:
+                self.message = str(exc)
+        with self.hold_sync():
+            self._image = _image_dict(image, scale)
+            self.display_scale = scale
+            self._publish_boxes()
+        self._prefetch()
+        if image is not None and (previous is None or previous.id != image.id):
+            for callback in list(self._image_callbacks):
+                callback(image)
+
+    def _prefetch(self) -> None:
+        index = self._index()
+        if 0 <= index < len(self._ids) - 1:
+            following = self.project.image(self._ids[index + 1])
+            try:
+                self._feed.ensure(following.id, self.project.image_path(following))
+            except (ImageError, OSError) as exc:  # shown when the user gets there
+                _log.warning("cannot prefetch %s: %s", following.path, exc)
+
+    def _publish_boxes(self) -> None:
+        image = self._current
+        reverse = {v: k for k, v in self._client_ids.items()}
+        boxes = []
+        if image is not None:
+            for a in self.project.annotations(image.id):
+                box = {
+                    "id": a.id,
+                    "category_id": a.category_id,
+                    "bbox": [round(v, 3) for v in a.bbox],
+                    "score": a.score,
+                    "is_prediction": a.is_prediction,
+                }
+                if a.id in reverse:
+                    box["client_id"] = reverse[a.id]
+                boxes.append(box)
+            image = self.project.image(image.id)
+            self._current = image
+        with self.hold_sync():
+            self._boxes = boxes
+            self.status = image.status if image else ""
+            self.position = [self._index(), len(self._ids)]
+            self.can_undo = bool(image and self._history.can_undo(image.id))
+            self.can_redo = bool(image and self._history.can_redo(image.id))
+
+    def _send_image(self, message: dict[str, Any], buffers: list[bytes]) -> None:
+        self.send(message, buffers)
+
+    # ------------------------------------------------------------------ editing
+    def accept_all(self, threshold: float | None = None) -> int:
+        """Accept every pending prediction of this image scoring ``>= threshold``.
+
+        Uses the widget's threshold when none is given; returns how many were accepted.
+        """
+        limit = self.threshold if threshold is None else float(threshold)
+        return len(self._edit({"type": "accept_all", "threshold": limit}))
+
+    def undo(self) -> None:
+        """Undo the last edit made in this Annotator on the current image."""
+        self._edit({"type": "undo"})
+
+    def redo(self) -> None:
+        """Redo the last undone edit on the current image."""
+        self._edit({"type": "redo"})
+
+    def on_change(
+        self, callback: Callable[[dict[str, Any]], None], *, remove: bool = False
+    ) -> None:
+        """Call ``callback(event)`` after each saved edit.
+
+        ``event`` is ``{"type": "add"|"update"|"delete"|"accept"|"accept_all"|"undo"|
+        "redo", "image_id": int, "annotation_ids": [int, ...]}``.
+
+        Example:
+            >>> # annotator.on_change(lambda event: print(event["type"]))
+        """
+        _toggle(self._change_callbacks, callback, remove)
+
+    def on_image(self, callback: Callable[[Image], None], *, remove: bool = False) -> None:
+        """Call ``callback(image)`` whenever another image is shown.
+
+        Example:
+            >>> # annotator.on_image(lambda image: print(image.path))
+        """
+        _toggle(self._image_callbacks, callback, remove)
+
+    def _edit(self, command: dict[str, Any], *, publish: bool = True) -> list[int]:
+        """Apply one committed edit to the store, record it for undo; the touched ids."""
+        image = self._current
+        if image is None:
+            raise ProjectError("no image is shown: nothing to edit")
+        kind = command.get("type")
+        if kind in ("undo", "redo"):
+            history = self._history.undo if kind == "undo" else self._history.redo
+            touched = history(image.id)
+        else:
+            mark = self._history.mark()
+            status_before = self.project.image(image.id).status
+            touched = self._apply(image, command)
+            self._history.record(image.id, mark, touched, status_before=status_before)
+        self.last_saved = time.time()
+        if publish:
+            self._publish_boxes()
+        event = {"type": kind, "image_id": image.id, "annotation_ids": touched}
+        for callback in list(self._change_callbacks):
+            callback(event)
+        return touched
+
+    def _apply(self, image: Image, command: dict[str, Any]) -> list[int]:
+        project = self.project
+        kind = command.get("type")
+        duration = _duration(command)
+        if kind == "add":
+            bbox = _bbox(command.get("bbox"), image)
+            category = project.category(int(command["category_id"])).id
+            added = project.add_annotation(image.id, category, bbox, duration=duration)
+            client_id = command.get("client_id")
+            if isinstance(client_id, str):
+                self._client_ids[client_id] = added.id
+            return [added.id]
+        if kind == "update":
+            ann = self._own(image, command.get("id"))
+            fields: dict[str, Any] = {}
+            if "bbox" in command:
+                fields["bbox"] = _bbox(command["bbox"], image)
+            if "category_id" in command:
+                fields["category_id"] = project.category(int(command["category_id"])).id
+            if not fields:
+                raise ProjectError("update: nothing to change (expected bbox or category_id)")
+            project.update_annotation(ann.id, duration=duration, **fields)
+            return [ann.id]
+        if kind == "delete":
+            ann = self._own(image, command.get("id"))
+            project.delete_annotation(ann.id, duration=duration)
+            return [ann.id]
+        if kind == "accept":
+            ann = self._own(image, command.get("id"))
+            if not ann.is_prediction:
+                return []
+            project.accept_prediction(ann.id, duration=duration)
+            return [ann.id]
+        if kind == "accept_all":
+            limit = float(command.get("threshold", self.threshold))
+            accepted = []
+            for ann in project.annotations(image.id, predictions=True):
+                if (ann.score or 0.0) >= limit:
+                    project.accept_prediction(ann.id)
+                    accepted.append(ann.id)
+            return accepted
+        raise ProjectError(f"unknown edit {kind!r}")
+
+    def _own(self, image: Image, ref: Any) -> Annotation:
+        """The annotation a command names (store id or front-end id), on the current image."""
+        if isinstance(ref, str):
+            if ref not in self._client_ids:
+                raise ProjectError(f"unknown box {ref!r}: its creation was not saved")
+            ref = self._client_ids[ref]
+        if not isinstance(ref, int):
+            raise ProjectError(f"a box id must be an integer, got {ref!r}")
+        ann = self.project.annotation(ref)
+        if ann.image_id != image.id:
+            raise ProjectError(f"annotation {ref} belongs to image {ann.image_id}, not {image.id}")
+        return ann
+
+    # --------------------------------------------------------- front-end messages
+    def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: Sequence[Any]) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        seq = content.get("seq")
+        try:
+            if kind == "ready":  # a new view: it holds no image yet
+                self._feed.forget()
+                if self._current is not None:
+                    self._show(self._current)
+            elif kind == "need_image":
+                self._resend(content.get("image_id"))
+            elif kind in _NAVIGATION:
+                # outside hold_sync: the new image's traits must reach the browser before
+                # the bytes of the image after it (the prefetch)
+                self._navigate(kind)
+            else:
+                with self.hold_sync():
+                    self._edit(content, publish=False)
+                    self.message = ""
+                    self._acknowledge(seq)
+                return
+        except (ProjectError, ImageError, KeyError, TypeError, ValueError) as exc:
+            # the front end shows it, and the echo below puts back the saved state
+            self.message = f"not saved: {exc}"
+            _log.warning("Annotator: %s refused: %s", kind, exc)
+        with self.hold_sync():
+            self._acknowledge(seq)
+
+    def _acknowledge(self, seq: Any) -> None:
+        """Echo the saved state with the number of the last command it includes."""
+        if isinstance(seq, int):
+            self._publish_boxes()
+            self._acked = max(self._acked, seq)
+
+    def _navigate(self, kind: str) -> None:
+        if kind == "submit" and self._current is not None:
+            if self._current.status != "reviewed":
+                self.project.set_status(self._current.id, "reviewed")
+                self.last_saved = time.time()
+            kind = "next"
+        if kind == "next":
+            self.next()
+        elif kind == "previous":
+            self.previous()
+        else:
+            self.next_unlabeled()
+
+    def _resend(self, image_id: Any) -> None:
+        if self._current is None or image_id != self._current.id:
+            return
+        self._feed.forget()
+        self._show(self._current)
+
+
+def _image_dict(image: Image | None, scale: float) -> dict[str, Any]:
+    if image is None:
+        return {}
+    return {
+        "id": image.id,
+        "path": image.path,
+        "width": image.width,
+        "height": image.height,
+        "folder": image.folder,
+        "display_scale": scale,
+    }
+
+
+def _bbox(value: Any, image: Image) -> list[float]:
+    """A box from the front end, checked: four numbers, inside the image (1 px slack)."""
+    if not isinstance(value, list | tuple) or len(value) != 4:
+        raise ProjectError(f"bbox must be [x, y, w, h], got {value!r}")
+    x, y, w, h = (float(v) for v in value)
+    if w <= 0 or h <= 0:
+        raise ProjectError(f"bbox must have a positive size, got {value!r}")
+    if x < -1 or y < -1 or x + w > image.width + 1 or y + h > image.height + 1:
+        raise ProjectError(
+            f"bbox {value!r} is outside image {image.path} ({image.width}x{image.height})"
+        )
+    return [x, y, w, h]
+
+
+def _duration(command: dict[str, Any]) -> float | None:
+    value = command.get("duration")
+    return float(value) if isinstance(value, int | float) and value >= 0 else None
+
+
+def _toggle(callbacks: list[Any], callback: Any, remove: bool) -> None:
+    if remove:
+        if callback in callbacks:
+            callbacks.remove(callback)
+    elif callback not in callbacks:
+        callbacks.append(callback)
