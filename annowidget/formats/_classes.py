@@ -54,8 +54,10 @@ def _text_names(text: str, path: Path) -> dict[int, str]:
 
 def _unquote(value: str) -> str:
     value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
+    if value[:1] in ("'", '"'):
+        end = value.find(value[0], 1)
+        if end > 0:
+            return value[1:end]  # what follows the closing quote is a comment
     return _strip_comment(value)
 
 
