@@ -1,0 +1,165 @@
+"""The LabelingApp: Annotator, Gallery, TrainingPanel and PredictPanel over one project.
+
+It only wires the four together; each keeps its own logic:
+
+- a click in the Gallery opens that image in the Annotator (and shows the Label tab);
+- the Gallery re-reads the store when its tab is shown after edits or predictions;
+- a run that ends in the TrainingPanel appears in the PredictPanel's model list;
+- the PredictPanel's "selected images" are the Gallery's selection, or else the image open
+  in the Annotator; when a prediction run is done the Annotator shows its predictions;
+- the header repeats the training progress (linked in the browser, no kernel round trip),
+  so a run can be watched from any tab.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from typing import Any
+
+import ipywidgets as widgets
+
+from annowidget.store import Image, Project
+from annowidget.train.hyperparameters import Hyperparameters
+from annowidget.widgets.gallery import Gallery
+from annowidget.widgets.predict_panel import PredictPanel
+from annowidget.widgets.training_panel import TrainingPanel
+
+__all__ = ["TABS", "LabelingApp"]
+
+TABS: tuple[str, ...] = ("Label", "Review", "Train", "Predict")
+
+
+class LabelingApp(widgets.VBox):
+    """The whole loop in one widget: label, review, train, smart-predict, correct.
+
+    Example:
+        >>> import annowidget
+        >>> project = annowidget.sample_project("sample")  # doctest: +SKIP
+        >>> annowidget.LabelingApp(project)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        project: Project | str | os.PathLike[str],
+        *,
+        folder: str | None = None,
+        hyperparameters: Hyperparameters | dict[str, Any] | None = None,
+        threshold: float = 0.5,
+        interval: float = 0.5,
+        annotator_height: int = 560,
+    ) -> None:
+        from annowidget.widgets import Annotator  # guarded import: clear error if missing
+
+        if not isinstance(project, Project):
+            project = Project.open(project)
+        self.project = project
+        self.annotator = Annotator(
+            project, folder=folder, threshold=threshold, height=annotator_height
+        )
+        self.gallery = Gallery(project, folder=folder, threshold=threshold)
+        self.training = TrainingPanel(project, hyperparameters=hyperparameters, interval=interval)
+        self.predict = PredictPanel(
+            project,
+            training_panel=self.training,
+            selection=self.selected_image_ids,
+            threshold=threshold,
+            interval=interval,
+        )
+        self.tabs = widgets.Tab([self.annotator, self.gallery, self.training, self.predict])
+        for index, title in enumerate(TABS):
+            self.tabs.set_title(index, title)
+        self._gallery_stale = False
+
+        self.summary = widgets.HTML()
+        mini_progress = widgets.FloatProgress(
+            min=0.0, max=1.0, layout=widgets.Layout(width="160px")
+        )
+        mini_text = widgets.Label()
+        # Linked in the browser: the header follows the panel without any kernel message.
+        self._links = [
+            widgets.jslink((self.training.progress, "value"), (mini_progress, "value")),
+            widgets.jslink((self.training.progress_text, "value"), (mini_text, "value")),
+        ]
+        header = widgets.HBox(
+            [self.summary, mini_progress, mini_text],
+            layout=widgets.Layout(align_items="center", justify_content="space-between"),
+        )
+
+        self.gallery.on_open(self._open_from_gallery)
+        self.annotator.on_change(self._on_edit)
+        self.predict.on_done(self._on_predicted)
+        self.training.on_finished(lambda _event: self._update_summary())
+        self.tabs.observe(self._on_tab, names="selected_index")
+        self._update_summary()
+        super().__init__([header, self.tabs])
+
+    # ------------------------------------------------------------------ shared state
+    @property
+    def current_image(self) -> Image | None:
+        """The image open in the Annotator."""
+        return self.annotator.image
+
+    def selected_image_ids(self) -> list[int]:
+        """The "selected images" of smart prediction: the Gallery's selection, or else the
+        image open in the Annotator."""
+        if self.gallery.selected:
+            return list(self.gallery.selected)
+        image = self.annotator.image
+        return [image.id] if image is not None else []
+
+    def show(self, tab: str) -> None:
+        """Switch to a tab by title (``"Label"``, ``"Review"``, ``"Train"``, ``"Predict"``)."""
+        if tab not in TABS:
+            raise ValueError(f"tab must be one of {', '.join(TABS)}; got {tab!r}")
+        self.tabs.selected_index = TABS.index(tab)
+
+    # ------------------------------------------------------------------ wiring
+    def _open_from_gallery(self, image: Image) -> None:
+        self.annotator.goto(image)
+        self.show("Label")
+
+    def _on_edit(self, _event: dict[str, Any]) -> None:
+        # Redrawing the grid on every edit would cost a canvas batch per mouse-up: defer it.
+        self._gallery_stale = True
+
+    def _on_tab(self, change: dict[str, Any]) -> None:
+        if change["new"] == TABS.index("Review") and self._gallery_stale:
+            self._gallery_stale = False
+            self.gallery.refresh()
+        self._update_summary()
+
+    def _on_predicted(self, report: Any) -> None:
+        self.annotator.refresh()  # statuses changed: re-read the filtered list
+        current = self.annotator.image
+        shown = current is not None and self.project.annotations(current.id, predictions=True)
+        if not shown:
+            target = self._first_predicted()
+            if target is not None:
+                self.annotator.goto(target)
+        self.annotator.reload()
+        self.gallery.refresh()
+        self._gallery_stale = False
+        self.training.refresh_folders()
+        self._update_summary()
+        self.show("Label")
+
+    def _first_predicted(self) -> int | None:
+        if self.predict.scope.value == "selected images":
+            candidates = self.selected_image_ids()
+        else:
+            folder = self.predict.folder.value if self.predict.scope.value == "folder" else None
+            candidates = [i.id for i in self.project.images(folder=folder, status="predicted")]
+        for image_id in candidates:
+            if self.project.annotations(image_id, predictions=True):
+                return image_id
+        return None
+
+    def _update_summary(self) -> None:
+        info = self.project.info()
+        status = info["status"]
+        self.summary.value = (
+            f"<b>{html.escape(self.project.root.name)}</b> · {info['images']} images · "
+            f"{status.get('reviewed', 0)} reviewed · {status.get('predicted', 0)} to check · "
+            f"{status.get('unlabeled', 0)} unlabeled"
+        )
