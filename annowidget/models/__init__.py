@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from annowidget.models.card import ModelCard, load_state_dict, save_state_dict
+from annowidget.models.predict import PredictionReport, predict_images
 from annowidget.models.registry import ModelEntry, ModelRegistry
 from annowidget.models.weights import (
     MissingWeightsError,
@@ -29,6 +30,7 @@ __all__ = [
     "ModelCard",
     "ModelEntry",
     "ModelRegistry",
+    "PredictionReport",
     "build_model",
     "build_pretrained",
     "default_base_model",
@@ -36,6 +38,7 @@ __all__ = [
     "list_base_models",
     "load_state_dict",
     "model_task",
+    "predict_images",
     "save_state_dict",
     "seed_offline_weights",
     "weights_available",

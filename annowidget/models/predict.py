@@ -1,0 +1,220 @@
+"""Smart prediction: a model pre-labels project images; people review what it proposes.
+
+Predictions are written as pending annotations (with a score) through
+``Project.replace_predictions``: reviewed annotations are never touched, and only images
+that were not reviewed become ``predicted``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from annowidget.models._catalog import BASE_MODELS
+from annowidget.models._outputs import instance_predictions, semantic_batch, semantic_predictions
+from annowidget.models.card import ModelCard
+from annowidget.models.registry import ModelRegistry
+
+__all__ = ["PredictionReport", "predict_images"]
+
+ProgressCallback = Callable[[int, int], None]
+_IGNORED_NAMES = frozenset({"n/a", "__background__", "background", "no person"})
+
+
+@dataclass
+class PredictionReport:
+    """What one prediction run did.
+
+    Example:
+        >>> PredictionReport("m", images=4, seconds=2.0).seconds_per_image
+        0.5
+    """
+
+    model: str
+    images: int = 0
+    predictions: int = 0
+    dropped: int = 0  # detections of classes the project does not have
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (image id, why)
+    per_category: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    stopped: bool = False
+
+    @property
+    def seconds_per_image(self) -> float:
+        """Wall time per predicted image (decoding, inference and writing included)."""
+        return self.seconds / self.images if self.images else 0.0
+
+
+def _resolve(
+    project: Any, model: str | tuple[nn.Module, ModelCard], device: str | torch.device
+) -> tuple[nn.Module, ModelCard]:
+    if isinstance(model, str):
+        return ModelRegistry(project).load(model, device=device)
+    net, card = model
+    return net.to(device), card
+
+
+def _label_map(project: Any, card: ModelCard, add_categories: bool) -> dict[int, int]:
+    """Model label -> project category id, matching names case-insensitively."""
+    by_name = {c.name.lower(): c.id for c in project.categories()}
+    mapping: dict[int, int] = {}
+    for index, name in enumerate(card.categories):
+        key = name.strip().lower()
+        if key in _IGNORED_NAMES:
+            continue
+        if key not in by_name and add_categories:
+            by_name[key] = project.add_category(name).id
+        if key in by_name:
+            mapping[index + 1] = by_name[key]
+    return mapping
+
+
+def _select(
+    project: Any, image_ids: Sequence[int] | None, folder: str | None, unlabeled: bool
+) -> list[Any]:
+    if image_ids is not None:
+        return [project.image(int(i)) for i in image_ids]
+    return project.images(folder=folder, status="unlabeled" if unlabeled else None)
+
+
+@contextmanager
+def _score_floor(model: nn.Module, threshold: float) -> Iterator[None]:
+    """Let the model return scores down to ``threshold`` (its own cut-off may be higher)."""
+    owner = getattr(model, "roi_heads", model)
+    old = getattr(owner, "score_thresh", None)
+    if old is not None and threshold < old:
+        owner.score_thresh = threshold
+    try:
+        yield
+    finally:
+        if old is not None:
+            owner.score_thresh = old
+
+
+def _decode(project: Any, images: list[Any]) -> list[tuple[Any, torch.Tensor | Exception]]:
+    from annowidget.store.images import decode_for_model
+
+    decoded: list[tuple[Any, torch.Tensor | Exception]] = []
+    for image in images:
+        try:
+            decoded.append((image, decode_for_model(project.image_path(image))))
+        except (OSError, ValueError) as exc:  # ImageError is a ValueError naming the file
+            decoded.append((image, exc))
+    return decoded
+
+
+def _batches(project: Any, images: list[Any], size: int) -> Iterator[list[tuple[Any, Any]]]:
+    """Decoded batches; the next one is decoded in a thread while the model runs."""
+    chunks = [images[i : i + size] for i in range(0, len(images), size)]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="annowidget-decode") as pool:
+        pending: Future | None = pool.submit(_decode, project, chunks[0]) if chunks else None
+        for index in range(len(chunks)):
+            assert pending is not None
+            batch = pending.result()
+            following = index + 1
+            pending = (
+                pool.submit(_decode, project, chunks[following])
+                if following < len(chunks)
+                else None
+            )
+            yield batch
+        if pending is not None:
+            pending.cancel()
+
+
+def _semantic_size(card: ModelCard) -> tuple[int, int]:
+    config = card.model_config
+    size = int(config.get("min_size") or BASE_MODELS[card.base_model].input_size)
+    return size, int(config.get("max_size") or round(size * 1333 / 800))
+
+
+def _infer(
+    net: nn.Module,
+    pixels: list[torch.Tensor],
+    label_map: dict[int, int],
+    threshold: float,
+    semantic_sizes: tuple[int, int] | None,
+) -> list[tuple[list[dict[str, Any]], int]]:
+    """Predictions (and dropped counts) for decoded uint8 images, one entry per image."""
+    if not pixels:
+        return []
+    device = next(net.parameters()).device
+    if semantic_sizes is None:
+        inputs = [p.to(device).float().div_(255) for p in pixels]
+        return [instance_predictions(out, label_map, threshold) for out in net(inputs)]
+    results = []
+    for image in pixels:  # semantic models keep each image's own aspect ratio: batch of one
+        logits = net(semantic_batch(image.to(device), *semantic_sizes))["out"]
+        full = nn.functional.interpolate(
+            logits, size=image.shape[-2:], mode="bilinear", align_corners=False
+        )
+        results.append(semantic_predictions(full[0], label_map, threshold))
+    return results
+
+
+def predict_images(
+    project: Any,
+    model: str | tuple[nn.Module, ModelCard],
+    *,
+    image_ids: Sequence[int] | None = None,
+    folder: str | None = None,
+    unlabeled: bool = False,
+    threshold: float = 0.5,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+    add_categories: bool = False,
+) -> PredictionReport:
+    """Pre-label images with ``model`` (a registry name, or ``(model, card)``).
+
+    Images: ``image_ids`` if given, else those of ``folder`` (all folders if ``None``),
+    only the ``unlabeled`` ones if asked. Each image's pending predictions are replaced;
+    detections below ``threshold`` or of classes the project lacks (matched by name,
+    case-insensitively) are left out, unless ``add_categories`` creates those categories.
+
+    Example:
+        >>> # report = predict_images(project, "raccoons-v1", unlabeled=True, threshold=0.3)
+        >>> # report.predictions, report.seconds_per_image
+    """
+    start = time.perf_counter()
+    net, card = _resolve(project, model, device)
+    net.eval()
+    report = PredictionReport(model=card.name)
+    images = _select(project, image_ids, folder, unlabeled)
+    label_map = _label_map(project, card, add_categories)
+    names = {c.id: c.name for c in project.categories()}
+    source = f"model:{card.name}"
+    sizes = _semantic_size(card) if card.task == "semantic_segmentation" else None
+    done = 0
+    with _score_floor(net, threshold), torch.inference_mode():
+        for batch in _batches(project, images, max(1, int(batch_size))):
+            if stop is not None and stop.is_set():
+                report.stopped = True
+                break
+            ready = [(image, pixels) for image, pixels in batch if isinstance(pixels, torch.Tensor)]
+            report.failed.extend(
+                (image.id, str(error)) for image, error in batch if isinstance(error, Exception)
+            )
+            outputs = _infer(net, [p for _, p in ready], label_map, threshold, sizes)
+            for (image, _), (predictions, dropped) in zip(ready, outputs, strict=True):
+                project.replace_predictions(image.id, predictions, source=source)
+                report.images += 1
+                report.predictions += len(predictions)
+                report.dropped += dropped
+                for prediction in predictions:
+                    name = names[prediction["category_id"]]
+                    report.per_category[name] = report.per_category.get(name, 0) + 1
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(images))
+    report.seconds = time.perf_counter() - start
+    return report
