@@ -275,6 +275,28 @@ def test_undone_deletes_are_followed_to_the_end(project: Project, clock: Clock) 
     assert effort.drawn_from_scratch == 1
 
 
+def test_an_undone_correction_leaves_the_prediction_unreviewed(
+    project: Project, clock: Clock
+) -> None:
+    moved, accepted = predict(
+        project, 1, "r1", [(RACCOON, (1, 1, 20, 20), 0.9), (DOG, (50, 50, 20, 20), 0.8)]
+    )
+    project.update_annotation(moved, bbox=[30, 1, 20, 20])
+    project.accept_prediction(accepted)
+    # Undo as the Annotator's EditHistory does it: delete the row, restore the prediction.
+    for annotation_id in (moved, accepted):
+        before = next(
+            a.payload["before"] for a in project.actions() if a.annotation_id == annotation_id
+        )
+        project.delete_annotation(annotation_id)
+        project.restore_annotation(before)
+    (effort,) = effort_per_image(project)
+    assert (effort.unreviewed, effort.adjusted, effort.accepted_unchanged) == (2, 0, 0)
+    project.accept_prediction(moved)  # and now accepted as the model had it
+    (effort,) = effort_per_image(project)
+    assert (effort.unreviewed, effort.accepted_unchanged) == (1, 1)
+
+
 def test_imported_boxes_and_other_images_are_not_effort(project: Project, clock: Clock) -> None:
     project.add_annotation(1, RACCOON, [1, 1, 5, 5], source="import:coco")
     project.move_images([1, 2], "train")
