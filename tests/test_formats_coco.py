@@ -91,6 +91,7 @@ def by_file(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 
 @needs_coco128
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools
 def test_coco128_round_trip_keeps_every_box_polygon_rle_and_category(tmp_path: Path) -> None:
     original = json.loads(COCO_JSON.read_text())
     with Project.create(tmp_path / "p", images_root=COCO_IMAGES) as project:
@@ -241,7 +242,9 @@ def test_reimporting_the_same_file_adds_nothing(project: Project, tmp_path: Path
     assert len(project.annotations()) == 4
 
 
-def test_export_filters_folders_status_and_predictions(project: Project, tmp_path: Path) -> None:
+def test_export_filters_folders_status_and_predictions(
+    project: Project, tmp_path: Path, images: Path
+) -> None:
     import_coco(project, write(tmp_path / "a.json", small_coco()), folder="train")
     image = project.image_by_path("000000000030.jpg")
     project.move_images([image.id], "test")
@@ -257,6 +260,13 @@ def test_export_filters_folders_status_and_predictions(project: Project, tmp_pat
     out = json.loads((tmp_path / "test.json").read_text())
     assert sorted(a.get("score") or 0 for a in out["annotations"]) == [0, 0.75]
     assert export_coco(project, tmp_path / "none.json", status="unlabeled")["images"] == 0
+    # Images nobody has reviewed, with nothing to export, are not written as "no objects".
+    shutil.copy(images / "000000000009.jpg", images / "new.jpg")
+    fresh = project.add_image("new.jpg")
+    assert export_coco(project, tmp_path / "all.json")["images"] == 3
+    project.add_annotation(fresh.id, project.category("dog").id, [1, 1, 9, 9], score=0.5)
+    assert export_coco(project, tmp_path / "all.json")["images"] == 3
+    assert export_coco(project, tmp_path / "all.json", include_predictions=True)["images"] == 4
     assert [p.name for p in tmp_path.glob(".*.tmp")] == []  # no temporary file left behind
 
 
@@ -459,6 +469,29 @@ def test_a_declared_size_that_disagrees_with_the_file_is_corrected(
     ]
     image = project.image_by_path("000000000009.jpg")
     assert (image.width, image.height) == (640, 480)
+
+
+def test_an_exif_rotated_photo_gets_its_displayed_size(
+    project: Project, tmp_path: Path, images: Path
+) -> None:
+    from PIL import Image
+
+    photo = Image.open(images / "000000000009.jpg")  # 640x480 as stored
+    exif = photo.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display": the user sees 480x640
+    photo.save(images / "rotated.jpg", exif=exif)
+    data = small_coco()
+    data["images"].append({"id": 40, "file_name": "rotated.jpg", "width": 640, "height": 480})
+    data["annotations"].append(
+        {"id": 40, "image_id": 40, "category_id": 7, "bbox": [10, 500, 100, 100]}
+    )
+    report = import_coco(project, write(tmp_path / "a.json", data))
+    assert report.warnings[0][0] == "images[3] (rotated.jpg)"
+    assert "differs from the file's 480x640 (after EXIF orientation)" in report.warnings[0][1]
+    image = project.image_by_path("rotated.jpg")
+    assert (image.width, image.height) == (480, 640)
+    (box,) = project.annotations(image.id)
+    assert box.bbox == (10, 500, 100, 100)  # inside the displayed image: kept as is
 
 
 def test_images_dir_resolves_file_names(tmp_path: Path, images: Path) -> None:

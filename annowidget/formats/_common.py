@@ -300,20 +300,27 @@ def iter_export_rows(
 ) -> tuple[list[tuple[Any, ...]], Callable[[], Iterator[tuple[Any, ...]]]]:
     """The selected images, and a function streaming their annotations as plain tuples.
 
-    Images are ``(id, path, width, height, status)``; annotations are ``(image_id, id, category_id,
-    x, y, w, h, segmentation_json, keypoints_json, num_keypoints, iscrowd, area, score)``
-    ordered by image then id, read straight from SQLite without building records.
+    Images are ``(id, path, width, height, status)``; annotations are ``(image_id, id,
+    category_id, x, y, w, h, segmentation_json, keypoints_json, num_keypoints, iscrowd, area,
+    score)`` ordered by image then id, read straight from SQLite without building records.
+
+    An image that is not reviewed and has no exported annotation is left out: in every
+    format an image with no object reads as "labeled, nothing here", which an image
+    nobody has looked at is not.
     """
     where, args = export_filter(folders, status)
+    prediction_clause = "" if include_predictions else " AND a.is_prediction = 0"
+    labeled = (
+        "(i.status = 'reviewed' OR EXISTS (SELECT 1 FROM annotations a "
+        f"WHERE a.image_id = i.id{prediction_clause}))"
+    )
+    where = (where + " AND " if where else " WHERE ") + labeled
     db = project._db
     images = db.execute(
         f"SELECT i.id, i.path, i.width, i.height, i.status FROM images i{where} ORDER BY i.id",
         args,
     ).fetchall()
-    prediction_clause = "" if include_predictions else "a.is_prediction = 0"
-    joined_where = where
-    if prediction_clause:
-        joined_where = (where + " AND " if where else " WHERE ") + prediction_clause
+    joined_where = where + prediction_clause
 
     def annotations() -> Iterator[tuple[Any, ...]]:
         cursor = db.cursor()

@@ -333,8 +333,9 @@ def export_coco(
 
     Image ids and category ids are the project's; ``file_name`` is the path relative to
     the images root. Predictions waiting for review are left out unless
-    ``include_predictions`` (then they carry their ``score``). The file is replaced
-    atomically, so a reader never sees half of it.
+    ``include_predictions`` (then they carry their ``score``); images not reviewed yet
+    with nothing to export are left out. The file is replaced atomically, so a reader
+    never sees half of it.
 
     Example:
         >>> export_coco(project, "train.json", folders="train", status="reviewed")  # doctest: +SKIP

@@ -195,10 +195,8 @@ def export_voc(
         by_image = {
             image_id: list(rows) for image_id, rows in groupby(annotations(), key=lambda r: r[0])
         }
-    for image_id, path, width, height, image_status in images:
+    for image_id, path, width, height, _status in images:
         rows = by_image.get(image_id, [])
-        if not rows and image_status != "reviewed":
-            continue
         root = ET.Element("annotation")
         ET.SubElement(root, "folder").text = Path(path).parent.name or "."
         ET.SubElement(root, "filename").text = Path(path).name

@@ -222,10 +222,8 @@ def export_yolo(
         by_image = {
             image_id: list(rows) for image_id, rows in groupby(annotations(), key=lambda r: r[0])
         }
-    for image_id, path, width, height, image_status in images:
+    for image_id, path, width, height, _status in images:
         rows = by_image.get(image_id, [])
-        if not rows and image_status != "reviewed":
-            continue
         lines = []
         for _, _, category_id, x, y, w, h, segmentation, *_rest in rows:
             if segments:
