@@ -320,9 +320,10 @@ class TrainingPanel(widgets.VBox):
         if self.trainer is None:
             return None
         self.trainer.join(timeout)
-        if self._pump is not None:
-            self._pump.join(timeout if timeout is not None else 60.0)
         self.drain()
+        if self._pump is not None and self.state not in _ACTIVE:
+            self._pump.stop()  # it has nothing left to do; do not wait out its interval
+            self._pump.join(5.0)
         return self.history.final
 
     def on_finished(

@@ -1,0 +1,248 @@
+"""The TrainingPanel's widget state without a browser: form defaults and validation, the
+folder-overlap warning, and the Run/Stop state machine driven by real (tiny) training runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+import annowidget
+from annowidget.models.card import WEIGHTS_FILE, ModelCard
+from annowidget.models.registry import ModelRegistry
+from annowidget.models.zoo import default_base_model
+from annowidget.store import Project
+from annowidget.train.events import EpochEvent, FinishedEvent, StepEvent
+from annowidget.train.hyperparameters import Hyperparameters
+from annowidget.widgets._hyperparameter_form import MAIN_FIELDS
+from annowidget.widgets._run_history import RunHistory, format_seconds
+from annowidget.widgets._throttle import Pump
+from annowidget.widgets.training_panel import TrainingPanel
+
+# 4 training images of 64 px, batch 2, one thread: a step takes well under a second.
+TINY = {"image_size": 64, "batch_size": 2, "num_threads": 1, "epochs": 1}
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    project = annowidget.sample_project(tmp_path / "sample")
+    spare = [i.id for i in project.images(folder="train")[4:]]
+    spare += [i.id for i in project.images(folder="test")[2:]]
+    project.move_images(spare, "spare")
+    return project
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the panel")
+        time.sleep(0.05)
+
+
+def test_form_starts_from_the_engine_defaults_with_help_text(project):
+    panel = TrainingPanel(project)
+    defaults = Hyperparameters()
+    for field in dataclasses.fields(Hyperparameters):
+        value = panel.form.inputs[field.name].value
+        expected = getattr(defaults, field.name)
+        assert value == ("" if expected is None else expected), field.name
+    for name in MAIN_FIELDS:
+        assert panel.form.help[name], name
+        assert panel.form.inputs[name].tooltip == panel.form.help[name]
+    labels = {panel.form.inputs[n].description for n in MAIN_FIELDS}
+    assert {"epochs for gamma", "RoIs per image", "evaluation period"} <= labels
+    assert panel.hyperparameters() == defaults
+    assert panel.name.value == "model-1"
+    assert panel.train_folders.value == ("train",)
+    assert panel.test_folders.value == ("test",)
+
+
+def test_base_models_say_which_weights_are_offline_and_follow_the_task(project):
+    panel = TrainingPanel(project)
+    labels = dict(panel.base_model.options)
+    offline = next(label for label, name in labels.items() if name == "fasterrcnn_mobilenet_v2_fpn")
+    assert "✓ offline" in offline
+    assert panel.base_model.value == default_base_model("detection")
+    assert "MobileNetV2" in panel.base_model_help.value or panel.base_model_help.value
+    panel.task.value = "keypoints"
+    assert {name for _, name in panel.base_model.options} == {
+        "keypointrcnn_resnet50_fpn",
+        "keypointrcnn_mobilenet_v2_fpn",
+    }
+    assert panel.base_model.value == default_base_model("keypoints")
+
+
+def test_overlapping_folders_warn_and_run_shows_the_refusal(project):
+    panel = TrainingPanel(project, hyperparameters=TINY)
+    assert panel.folder_warning.value == ""
+    panel.test_folders.value = ("test", "train")
+    assert panel.folders_overlap
+    assert "share train" in panel.folder_warning.value
+    assert panel.run() is None
+    assert "in both train and test" in panel.message.value
+    assert panel.state == "idle"
+    panel.test_folders.value = ()
+    assert "split" in panel.folder_warning.value
+    assert not panel.folders_overlap
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("epochs", 0, "epochs must be a positive integer"),
+        ("learning_rate", -1.0, "learning_rate must be a positive number"),
+        ("split_ratio", 1.5, "split_ratio must be between 0 and 1"),
+        ("image_size", "big", "image_size must be a whole number or empty"),
+    ],
+)
+def test_bad_values_are_shown_in_the_panel_not_raised(project, field, value, message):
+    panel = TrainingPanel(project)
+    panel.form.inputs[field].value = value
+    panel.run_button.click()  # what the browser does; must not raise
+    assert message in panel.message.value
+    assert panel.state == "idle"
+    assert not panel.run_button.disabled
+    assert panel.stop_button.disabled
+    assert not (project.models_dir / "model-1").exists()
+
+
+def test_bad_names_and_empty_train_folders_are_shown(project):
+    panel = TrainingPanel(project, hyperparameters=TINY)
+    panel.name.value = "../escape"
+    panel.run()
+    assert "invalid model name" in panel.message.value
+    panel.name.value = "fasterrcnn_mobilenet_v2_fpn"
+    panel.run()
+    assert "base model" in panel.message.value
+    ModelRegistry(project).reserve("taken", ModelCard("taken", "detection", "b", ["raccoon"]))
+    panel.name.value = "taken"
+    panel.run()
+    assert "already exists" in panel.message.value
+    panel.name.value = "ok"
+    panel.train_folders.value = ()
+    panel.run()
+    assert "train folders" in panel.message.value
+    assert panel.state == "idle"
+
+
+def test_run_returns_at_once_then_finishes_with_curves_and_a_new_name(project):
+    panel = TrainingPanel(project, hyperparameters=TINY, interval=0.1)
+    finished = []
+    panel.on_finished(finished.append)
+    started = time.perf_counter()
+    trainer = panel.run()
+    returned_after = time.perf_counter() - started
+    assert trainer is not None
+    assert returned_after < 5.0, "Run must not wait for training"
+    assert panel.state == "running"
+    assert panel.run_button.disabled
+    assert not panel.stop_button.disabled
+    assert panel.form.inputs["epochs"].disabled
+    assert panel.run() is trainer  # a second click starts nothing
+
+    event = panel.wait(timeout=120)
+    assert isinstance(event, FinishedEvent)
+    assert event.status == "finished"
+    assert panel.state == "finished"
+    assert not panel.run_button.disabled
+    assert panel.stop_button.disabled
+    assert not panel.form.inputs["epochs"].disabled
+    assert panel.progress.value == 1.0
+    assert "finished: model <b>model-1</b>" in panel.message.value
+    traces = {trace.name: trace for trace in panel.figure.data}
+    assert len(traces["loss"].y) == 2  # 4 images / batch 2
+    assert "loss_classifier" in traces
+    assert list(traces["AP"].x) == [1]
+    assert finished == [event]
+    assert panel.name.value == "model-2"
+    assert (project.models_dir / "model-1" / WEIGHTS_FILE).is_file()
+
+
+def test_many_events_make_one_figure_update(project):
+    # A pump that never ticks again after the first one: wait() drains everything at once.
+    panel = TrainingPanel(project, hyperparameters=TINY, interval=30)
+    messages = []
+
+    def count(change):
+        if change["new"] is not None:
+            messages.append(change["name"])
+
+    panel.figure.observe(count, names=["_py2js_update", "_py2js_restyle", "_py2js_relayout"])
+    panel.run()
+    _wait_for(lambda: not panel.trainer.running, timeout=120)
+    pending = panel.trainer.events.qsize()
+    messages.clear()
+    panel.wait()
+    assert pending >= 5  # steps, epoch, checkpoint, evaluation, the end
+    assert len(messages) == 1, messages
+    assert panel.state == "finished"
+
+
+def test_stop_keeps_the_last_epoch_and_says_so(project):
+    panel = TrainingPanel(project, hyperparameters={**TINY, "epochs": 40}, interval=0.1)
+    panel.run()
+    _wait_for(lambda: panel.history.epochs_done >= 1, timeout=120)
+    panel.stop_button.click()
+    assert panel.state == "stopping"
+    assert panel.stop_button.disabled
+    assert panel.run_button.disabled
+    event = panel.wait(timeout=120)
+    assert panel.state == "stopped"
+    assert event.status == "stopped"
+    assert event.epoch >= 1
+    assert f"stopped: kept epoch {event.epoch}" in panel.message.value
+    card = ModelRegistry(project).card("model-1")
+    assert card.status == "stopped"
+    assert (project.models_dir / "model-1" / WEIGHTS_FILE).is_file()
+    assert not panel.run_button.disabled
+
+
+def test_a_failed_run_shows_its_reason(project):
+    broken = project.images(folder="train")[0]
+    project.image_path(broken).write_bytes(b"\xff\xd8 not a jpeg any more")
+    panel = TrainingPanel(project, hyperparameters=TINY, interval=0.1)
+    assert panel.run() is not None  # the file exists: it fails when the thread decodes it
+    panel.wait(timeout=120)
+    assert panel.state == "failed"
+    assert "failed:" in panel.message.value
+    assert broken.path in panel.message.value
+    assert not panel.run_button.disabled
+
+
+def test_run_history_progress_and_padding():
+    history = RunHistory(epochs=2)
+    history.add(StepEvent(1, 1, 2, 1.0, {"a": 0.5}, 0.01, 4.0))
+    history.add(StepEvent(1, 2, 2, 0.8, {"a": 0.4, "b": 0.1}, 0.01, 8.0))
+    assert history.steps == [1, 2]
+    assert history.parts["a"] == [0.5, 0.4]
+    assert history.parts["b"][1] == 0.1
+    assert history.fraction_done == 0.5
+    assert history.progress_text().endswith("~0:08 left")
+    history.add(EpochEvent(1, 2, 0.9, {}, 0.01, 8.0, 4, 8.0))
+    assert history.epochs_done == 1
+    history.add(FinishedEvent("finished", "done", "m", epoch=2))
+    assert history.fraction_done == 1.0
+    assert "left" not in history.progress_text()
+    assert format_seconds(59.6) == "1:00"
+
+
+def test_pump_reports_errors_instead_of_raising():
+    errors = []
+
+    def tick():
+        raise RuntimeError("boom")
+
+    pump = Pump(tick, interval=0.01, on_error=errors.append).start()
+    assert pump.join(2.0)
+    assert [str(e) for e in errors] == ["boom"]
+    with pytest.raises(ValueError, match="interval"):
+        Pump(tick, interval=0)
+
+
+def test_unknown_task_and_folders_raise_at_construction(project):
+    with pytest.raises(ValueError, match="task"):
+        TrainingPanel(project, task="classification")
+    with pytest.raises(ValueError, match="train_folders: no folder named nope"):
+        TrainingPanel(project, train_folders=["nope"])
