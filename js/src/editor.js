@@ -100,6 +100,7 @@ export class Editor {
   setImage(image, boxes = []) {
     this.image = { id: image.id, width: image.width, height: image.height };
     this.boxes = boxes.map(copyBox);
+    this._visible = null;
     this.selectedId = null;
     this.drag = null;
     this.nudge = null;
@@ -117,6 +118,7 @@ export class Editor {
       return false;
     }
     this.boxes = boxes.map(copyBox);
+    this._visible = null;
     for (const b of this.boxes) {
       if (b.client_id == null) continue;
       if (this.selectedId === b.client_id) this.selectedId = b.id;
@@ -512,6 +514,7 @@ export class Editor {
     const entry = kind === "undo" ? this.undo.undo() : this.undo.redo();
     if (entry) {
       this.boxes = applyChanges(this.boxes, entry, kind === "undo" ? "before" : "after");
+      this._visible = null;
       if (!this.boxes.some((b) => b.id === this.selectedId)) this.selectedId = null;
       this._changed();
     }

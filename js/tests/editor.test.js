@@ -391,8 +391,10 @@ describe("kernel echo", () => {
   test("adopt maps client ids to the kernel's ids, keeping selection and history", () => {
     const e = makeEditor();
     const [cmd] = drag(e, toCanvas(e, 100, 100), toCanvas(e, 300, 300));
+    e.visibleBoxes(); // the renderer drew in between
     e.adopt([{ ...human(41, cmd.bbox), client_id: cmd.client_id }]);
     assert.equal(e.selectedId, 41);
+    assert.deepEqual(e.visibleBoxes().map((b) => b.id), [41]);
     press(e, "z", { ctrl: true });
     assert.equal(e.boxes.length, 0);
     press(e, "z", { ctrl: true, shift: true });

@@ -1,0 +1,173 @@
+"""The Annotator in a real JupyterLab, driven by a real mouse and keyboard in Chromium.
+
+Draw a box, resize it, relabel it with a digit, accept a prediction, undo once; then read
+the project's SQLite file from here (another process than the kernel) and check that
+exactly those changes landed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from _lab import ANNOTATOR, drag, open_and_run, to_image, to_page, view, wait_drawn, write_notebook
+
+from annowidget.store import Project
+
+pytestmark = pytest.mark.browser
+
+RACCOON = Path(__file__).parents[2].parent / "shared" / "data" / "raccoon" / "images"
+IMAGES = ["raccoon-1.jpg", "raccoon-10.jpg", "raccoon-100.jpg"]
+PREDICTION = [380.0, 60.0, 200.0, 250.0]  # on raccoon-1.jpg (650x417), score 0.9
+
+
+def _wait(condition, *, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def labeled(lab, tmp_path) -> tuple[Path, int, int]:
+    if not all((RACCOON / name).is_file() for name in IMAGES):
+        pytest.skip(f"raccoon images missing under {RACCOON}")
+    project_dir = tmp_path / "project"
+    with Project.create(project_dir, images_root=RACCOON) as project:
+        project.add_category("raccoon")
+        project.add_category("dog")
+        images = [project.add_image(RACCOON / name) for name in IMAGES]
+        [pred] = project.replace_predictions(
+            images[0].id,
+            [{"category_id": 1, "bbox": PREDICTION, "score": 0.9}],
+            source="model:test",
+        )
+        last_action = project.actions()[-1].id
+    write_notebook(
+        lab.root / "annotate.ipynb",
+        [
+            "from annowidget.store import Project\n"
+            "from annowidget.widgets.annotator import Annotator\n"
+            f"project = Project.open({str(project_dir)!r})\n"
+            "annotator = Annotator(project, height=480)\n"
+            "annotator",
+        ],
+    )
+    return project_dir, pred.id, last_action
+
+
+def test_draw_resize_relabel_accept_undo_land_in_the_sqlite_file(lab, page, labeled, screenshots):
+    project_dir, pred_id, last_action = labeled
+    open_and_run(page, lab, "annotate.ipynb")
+    v = view(page)
+    assert v["image"]["width"] == 650
+    assert v["backingWidth"] == round(v["width"] * 2)  # HiDPI backing store at DPR 2
+    assert [b["id"] for b in v["boxes"]] == [pred_id]
+    screenshots(page, "0-opened")
+    project = Project.open(project_dir)
+
+    # draw: one message on mouse-up, saved at once
+    start = to_page(v, 60, 80)
+    end = to_page(v, 260, 300)
+    drag(page, start, end)
+    [added] = _wait(lambda: project.annotations(1, predictions=False), what="the new box")
+    x0, y0 = to_image(v, *start)
+    x1, y1 = to_image(v, *end)
+    assert added.bbox == pytest.approx((x0, y0, x1 - x0, y1 - y0), abs=0.011)
+    assert added.category_id == 1
+    screenshots(page, "1-drawn")
+
+    # resize by the bottom-right handle (the new box is selected)
+    corner = to_page(v, added.bbox[0] + added.bbox[2], added.bbox[1] + added.bbox[3])
+    target = (corner[0] + 30, corner[1] + 20)
+    drag(page, corner, target)
+    tx, ty = to_image(v, *target)
+    resized = _wait(
+        lambda: (a := project.annotation(added.id)).bbox != added.bbox and a,
+        what="the resize",
+    )
+    assert resized.bbox == pytest.approx((x0, y0, tx - x0, ty - y0), abs=0.011)
+    screenshots(page, "2-resized")
+
+    # relabel with a digit: the key must reach the widget, not JupyterLab's shortcuts
+    page.keyboard.press("2")
+    _wait(lambda: project.annotation(added.id).category_id == 2, what="the relabel")
+    assert page.locator(".jp-MarkdownCell").count() == 0  # '2' did not make a heading cell
+
+    # accept the prediction: select it with a click, Enter accepts
+    px, py = to_page(v, PREDICTION[0] + 100, PREDICTION[1] + 125)
+    page.mouse.click(px, py)
+    page.keyboard.press("Enter")
+    _wait(lambda: not project.annotation(pred_id).is_prediction, what="the accept")
+    screenshots(page, "3-accepted")
+
+    # undo once: the accept is reverted, through the action log
+    page.keyboard.press("Control+z")
+    _wait(lambda: project.annotation(pred_id).is_prediction, what="the undo")
+    screenshots(page, "4-undone")
+
+    # exactly those changes, read from the SQLite file
+    anns = {a.id: a for a in project.annotations(1)}
+    assert set(anns) == {added.id, pred_id}
+    assert anns[added.id].category_id == 2
+    assert anns[added.id].bbox == pytest.approx(resized.bbox)
+    assert not anns[added.id].is_prediction
+    assert anns[pred_id].is_prediction
+    assert anns[pred_id].score == 0.9
+    assert anns[pred_id].bbox == tuple(PREDICTION)
+    assert project.annotations(2) == []
+    assert project.annotations(3) == []
+    assert project.image(1).status == "predicted"
+    actions = [a.action for a in project.actions(since_id=last_action)]
+    assert actions == [
+        "add",
+        "update",  # resize
+        "update",  # relabel
+        "accept",
+        "delete",  # undo of the accept: the row is put back whole, score included
+        "restore",
+        "set_status",
+        "undo",
+    ]
+    durations = [a.duration for a in project.actions(since_id=last_action)[:2]]
+    assert all(d is not None and d > 0 for d in durations)  # drags are timed
+    # the widget shows the saved time and the canvas shows it again as a prediction
+    assert page.locator(f"{ANNOTATOR} .aw-saved").inner_text().startswith("saved ")
+    v = view(page)
+    shown = {b["id"]: b for b in v["boxes"]}
+    assert shown[pred_id]["is_prediction"] is True
+    assert shown[added.id]["category_id"] == 2
+
+    # Space goes to the next image (already prefetched)
+    page.keyboard.press("Space")
+    wait_drawn(page, image_id=2)
+    screenshots(page, "5-next")
+
+    # the saved notebook keeps the widget state small: no image bytes, no labels
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    notebook = lab.root / "annotate.ipynb"
+    _wait(lambda: "application/vnd.jupyter.widget-state+json" in notebook.read_text(), what="save")
+    saved = json.loads(notebook.read_text())
+    state = saved["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    [annotator] = [s["state"] for s in state.values() if s["model_name"] == "AnyModel"]
+    assert annotator["_image"]["id"] == 2
+    assert annotator["_boxes"] == []  # image 2 has none; image 1's boxes are not in the file
+    assert "/9j/" not in notebook.read_text()  # no base64 JPEG anywhere
+    assert notebook.stat().st_size < 64_000
+
+    # reopening the notebook shows the same state, read from the store
+    page.reload()
+    open_and_run(page, lab, "annotate.ipynb")
+    v = view(page)
+    assert v["image"]["id"] == 1
+    assert {b["id"]: (b["category_id"], b["is_prediction"]) for b in v["boxes"]} == {
+        added.id: (2, False),
+        pred_id: (1, True),
+    }
+    screenshots(page, "6-reopened")
+    project.close()
