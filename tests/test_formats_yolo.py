@@ -16,7 +16,7 @@ from annowidget.formats import (
     load_classes,
 )
 from annowidget.formats._classes import parse_yaml_names
-from annowidget.store import Project
+from annowidget.store import Project, ProjectError
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 COCO128 = DATA / "coco128"
@@ -215,6 +215,16 @@ def test_segments_export_writes_polygons(small: tuple[Project, Path, Path], tmp_
     ]
     # The unlabeled images get no label file.
     assert sorted(p.name for p in (tmp_path / "boxes" / "labels").iterdir()) == ["000000000009.txt"]
+
+
+def test_an_images_dir_outside_the_root_is_refused_at_once(
+    small: tuple[Project, Path, Path], tmp_path: Path
+) -> None:
+    project, _, labels = small
+    with pytest.raises(ProjectError, match="outside the project's images root"):
+        import_yolo(project, labels, images_dir=tmp_path, classes=["cat"])
+    with pytest.raises(FormatError, match="the labels directory does not exist"):
+        import_yolo(project, tmp_path / "nope", images_dir=tmp_path, classes=["cat"])
 
 
 # --------------------------------------------------------------- class lists

@@ -69,12 +69,17 @@ def is_number(value: Any) -> bool:
 
 
 def images_dir_of(project: Project, images_dir: str | os.PathLike[str] | None) -> Path:
-    """The directory dataset file names are relative to (the images root by default)."""
+    """The directory dataset file names are relative to (the images root by default).
+
+    It must lie inside the project's images root (``ProjectError`` otherwise).
+    """
     if images_dir is None:
         return project.images_root
     directory = Path(images_dir).absolute()
     if not directory.is_dir():
         raise FormatError(f"{directory}: the images directory does not exist")
+    if os.path.normpath(directory) != os.path.normpath(project.images_root):
+        project.relative_path(directory)  # one clear error instead of one per image
     return directory
 
 

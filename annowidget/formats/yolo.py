@@ -23,6 +23,7 @@ from annowidget.formats._common import (
     ImageEntry,
     category_ids,
     clip_box,
+    images_dir_of,
     insert_annotations,
     iter_export_rows,
     resolve_images,
@@ -111,10 +112,9 @@ def import_yolo(
     """
     names = load_classes(classes)
     labels = Path(labels_dir).absolute()
-    images_root = Path(images_dir).absolute()
-    for path, what in ((labels, "labels"), (images_root, "images")):
-        if not path.is_dir():
-            raise FormatError(f"{path}: the {what} directory does not exist")
+    if not labels.is_dir():
+        raise FormatError(f"{labels}: the labels directory does not exist")
+    images_root = images_dir_of(project, images_dir)
     report = ImportReport()
     images = _images_by_stem(images_root)
     labeled: list[ImageEntry] = []
