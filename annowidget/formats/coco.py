@@ -160,38 +160,45 @@ def _annotation(
     ann = _check_fields(item, raw, ("id", "image_id", "category_id", "bbox"), report)
     if ann is None:
         return None
-    reason = None
-    for key in ("id", "image_id", "category_id"):
-        if not _is_int(ann[key]):
-            reason = f"'{key}' must be an integer, got {_type_name(ann[key])}"
-            break
-    bbox = ann["bbox"]
-    segmentation = ann.get("segmentation")
-    keypoints = ann.get("keypoints")
-    if reason:
-        pass
-    elif ann["image_id"] not in images:
-        reason = f"image_id {ann['image_id']} is not an image of the file"
-    elif ann["category_id"] not in categories:
-        reason = f"unknown category id {ann['category_id']}"
-    elif not isinstance(bbox, list) or len(bbox) != 4 or not all(map(is_number, bbox)):
-        reason = f"'bbox' must be four numbers [x, y, w, h], got {bbox!r}"
-    elif bbox[2] < 0 or bbox[3] < 0:
-        reason = f"'bbox' {bbox} has a negative width or height (rejected)"
-    elif segmentation not in (None, []) and (why := check_segmentation(segmentation)):
-        reason = why
-    elif ann.get("iscrowd", 0) not in (0, 1) or isinstance(ann.get("iscrowd"), bool):
-        reason = f"'iscrowd' must be 0 or 1, got {ann.get('iscrowd')!r}"
-    elif ann.get("area") is not None and not (is_number(ann["area"]) and ann["area"] >= 0):
-        reason = f"'area' must be a non-negative number, got {ann['area']!r}"
-    elif ann.get("score") is not None and not is_number(ann["score"]):
-        reason = f"'score' must be a number, got {ann['score']!r}"
-    elif keypoints is not None and (why := _check_keypoints(keypoints, categories, ann)):
-        reason = why
+    reason = _why_bad(ann, images, categories)
     if reason:
         report.skip(item, reason)
         return None
     return ann
+
+
+def _why_bad(
+    ann: dict[str, Any], images: dict[int, ImageEntry], categories: dict[int, dict[str, Any]]
+) -> str | None:
+    """What is wrong with an annotation that has every required key, or None."""
+    for key in ("id", "image_id", "category_id"):
+        if not _is_int(ann[key]):
+            return f"'{key}' must be an integer, got {_type_name(ann[key])}"
+    if ann["image_id"] not in images:
+        return f"image_id {ann['image_id']} is not an image of the file"
+    if ann["category_id"] not in categories:
+        return f"unknown category id {ann['category_id']}"
+    bbox = ann["bbox"]
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(is_number, bbox)):
+        return f"'bbox' must be four numbers [x, y, w, h], got {bbox!r}"
+    if bbox[2] < 0 or bbox[3] < 0:
+        return f"'bbox' {bbox} has a negative width or height (rejected)"
+    segmentation = ann.get("segmentation")
+    if segmentation not in (None, []) and (why := check_segmentation(segmentation)):
+        return why
+    iscrowd = ann.get("iscrowd", 0)
+    if iscrowd not in (0, 1) or isinstance(iscrowd, bool):
+        return f"'iscrowd' must be 0 or 1, got {iscrowd!r}"
+    area = ann.get("area")
+    if area is not None and not (is_number(area) and area >= 0):
+        return f"'area' must be a non-negative number, got {area!r}"
+    score = ann.get("score")
+    if score is not None and not is_number(score):
+        return f"'score' must be a number, got {score!r}"
+    keypoints = ann.get("keypoints")
+    if keypoints is not None:
+        return _check_keypoints(keypoints, categories, ann)
+    return None
 
 
 def _check_keypoints(
