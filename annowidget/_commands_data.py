@@ -41,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--images", metavar="DIR", help="where the dataset's images are (YOLO: required)"
     )
     imp.add_argument(
-        "--folder", help="project folder for the images (default: train; images: unlabeled)"
+        "--folder",
+        metavar="NAME",
+        help="project folder for the images (default: train; images: unlabeled)",
     )
     imp.add_argument(
         "--classes",
