@@ -1,0 +1,116 @@
+"""The LabelingApp's wiring without a browser: one project, four widgets, a shared current
+image, a shared model list, and predictions that land in the Annotator."""
+
+from __future__ import annotations
+
+import pytest
+
+import annowidget
+import annowidget.widgets as aw
+from annowidget.store import Project
+from annowidget.train import Trainer
+from annowidget.train.hyperparameters import Hyperparameters
+from annowidget.widgets.app import TABS, LabelingApp
+
+TINY = {"image_size": 64, "batch_size": 2, "num_threads": 1, "epochs": 1}
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    project = annowidget.sample_project(tmp_path / "sample")
+    spare = [i.id for i in project.images(folder="train")[4:]]
+    spare += [i.id for i in project.images(folder="test")[2:]]
+    project.move_images(spare, "spare")
+    return project
+
+
+def _click_tile(app: LabelingApp, slot: int) -> None:
+    x, y = app.gallery.geometry.origin(slot)
+    app.gallery.canvas._handle_frontend_event(
+        None, {"event": "mouse_down", "x": x + 5, "y": y + 5}, []
+    )
+
+
+def test_one_line_builds_the_four_widgets_over_one_project(project):
+    app = LabelingApp(project.root)  # a path works too
+    assert [app.tabs.get_title(i) for i in range(4)] == list(TABS)
+    assert app.tabs.children == (app.annotator, app.gallery, app.training, app.predict)
+    for widget in (app.annotator, app.gallery, app.training, app.predict):
+        assert widget.project.root == project.root
+    assert "40 images" in app.summary.value
+    assert "10 unlabeled" in app.summary.value
+    assert app.current_image is not None
+    assert aw.LabelingApp is LabelingApp
+    assert isinstance(app.annotator, aw.Annotator)
+    with pytest.raises(AttributeError, match="Nope"):
+        aw.Nope  # noqa: B018
+
+
+def test_a_gallery_click_opens_the_image_in_the_annotator(project):
+    app = LabelingApp(project)
+    app.show("Review")
+    target = app.gallery.page_images[3]
+    _click_tile(app, 3)
+    assert app.current_image.id == target.id
+    assert app.tabs.selected_index == TABS.index("Label")
+    with pytest.raises(ValueError, match="tab"):
+        app.show("Settings")
+
+
+def test_selected_images_are_the_gallery_selection_or_the_open_image(project):
+    app = LabelingApp(project)
+    app.annotator.goto(project.images(folder="unlabeled")[0])
+    assert app.selected_image_ids() == [app.current_image.id]
+    app.gallery.select_mode.value = True
+    _click_tile(app, 0)
+    _click_tile(app, 1)
+    assert app.selected_image_ids() == [image.id for image in app.gallery.page_images[:2]]
+
+
+def test_predictions_show_in_the_annotator_and_the_gallery(project):
+    Trainer(project, "m1", hyperparameters=Hyperparameters(**TINY)).run()
+    app = LabelingApp(project, interval=0.05)
+    app.annotator.goto(project.images(folder="train")[0])  # a reviewed image: no predictions
+    app.show("Predict")
+    assert app.predict.model.value == "m1"
+    app.predict.scope.value = "all unlabeled"
+    app.predict.threshold.value = 0.0
+    app.predict.run()
+    report = app.predict.wait(timeout=120)
+    assert report.predictions > 0
+    assert app.tabs.selected_index == TABS.index("Label")
+    assert app.current_image.folder == "unlabeled"
+    assert app.annotator.predictions, "the Annotator must show the new predictions"
+    assert "10 to check" in app.summary.value
+    assert app.gallery.sort_by.value == "status"
+    assert project.image(app.gallery.image_ids[0]).status == "predicted"
+
+
+def test_edits_refresh_the_gallery_when_its_tab_is_shown(project):
+    Trainer(project, "m1", hyperparameters=Hyperparameters(**TINY)).run()
+    image = project.images(folder="unlabeled")[0]
+    app = LabelingApp(project, interval=0.05)
+    app.annotator.goto(image)
+    app.predict.scope.value = "selected images"
+    app.predict.threshold.value = 0.0
+    app.predict.run()
+    app.predict.wait(timeout=120)
+    assert app.annotator.predictions
+    drawn = app.gallery.batches_sent
+    assert "1 predicted, 30 reviewed" in app.gallery.status.value
+    accepted = app.annotator.accept_all(0.0)  # a person accepts every box: reviewed
+    assert accepted > 0
+    assert project.image(image.id).status == "reviewed"
+    assert app.gallery.batches_sent == drawn  # no redraw per edit
+    app.show("Review")
+    assert app.gallery.batches_sent == drawn + 1
+    assert "31 reviewed" in app.gallery.status.value
+    assert "predicted" not in app.gallery.status.value
+
+
+def test_a_finished_run_reaches_the_prediction_list_through_the_app(project):
+    app = LabelingApp(project, hyperparameters=TINY, interval=0.05)
+    app.training.run()
+    app.training.wait(timeout=120)
+    assert app.predict.model.value == "model-1"
+    assert app._links  # the header progress is linked in the browser, not by the kernel
