@@ -39,7 +39,7 @@ Target = dict[str, Any]
 DEFAULT_CACHE_BYTES = 1 << 30
 
 
-class DataError(RuntimeError):
+class DataError(ValueError):
     """An image or annotation the training run cannot use; the message names the file."""
 
 

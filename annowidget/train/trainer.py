@@ -230,6 +230,7 @@ class Trainer:
             "min_size": self.image_size,
             "max_size": max_size_for(self.image_size),
             "rois_per_image": self.hyperparameters.rois_per_image,
+            "pretrained": self.pretrained,  # the run started from pretrained weights
         }
         if not self.pretrained:
             config["frozen_batchnorm"] = False  # from scratch: norms must learn too

