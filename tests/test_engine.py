@@ -3,6 +3,7 @@ against predictors whose answers are known (ground truth, shifted, nothing)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from pathlib import Path
@@ -131,7 +132,7 @@ def test_train_one_epoch_warms_up_and_reports_every_step(sample: Project) -> Non
     assert lrs[0] == pytest.approx(0.01 / 1000)
     assert lrs == sorted(lrs)
     assert result.lr == pytest.approx(0.01)  # warm-up over at the end of epoch 1
-    assert all(b.elapsed >= a.elapsed for a, b in zip(steps, steps[1:], strict=False))
+    assert all(b.elapsed >= a.elapsed for a, b in itertools.pairwise(steps))
 
     steps.clear()
     engine.train_one_epoch(model, optimizer, loader, CPU, 2, on_step=steps.append)

@@ -3,8 +3,9 @@ mean IoU for semantic segmentation.
 
 The metrics dict has the task's primary numbers at the top (``AP``, ``AP50``, ``AP75``, ...,
 ``per_class`` AP by category name; ``iou_type`` says which), and the same set for the other
-IoU types under their name (``"bbox"`` for instance segmentation and keypoints). Values are floats in [0, 1], or ``None`` where COCOeval has nothing to
-measure (a class absent from the test images).
+IoU types under their name (``"bbox"`` for instance segmentation and keypoints). Values are
+floats in [0, 1], or ``None`` where COCOeval has nothing to measure (a class absent from the
+test images).
 """
 
 from __future__ import annotations
