@@ -268,3 +268,17 @@ def test_info_counts_per_folder_status_and_category(project: Project) -> None:
     assert info["status"] == {"unlabeled": 1, "predicted": 0, "reviewed": 1}
     assert info["categories"]["raccoon"] == {"annotations": 1, "predictions": 0}
     assert info["categories"]["dog"] == {"annotations": 0, "predictions": 0}
+
+
+def test_bulk_predictions_leave_the_image_predicted(project: Project) -> None:
+    cat = project.add_category("raccoon")
+    human, model = add_image(project, "h.jpg"), add_image(project, "m.jpg")
+    project.add_annotations_bulk(
+        [
+            (human, {"category_id": cat.id, "bbox": [0, 0, 1, 1]}),
+            (model, {"category_id": cat.id, "bbox": [0, 0, 1, 1], "score": 0.7}),
+        ]
+    )
+    assert project.image(human).status == "reviewed"
+    assert project.image(model).status == "predicted"
+    assert project.annotations(model)[0].is_prediction

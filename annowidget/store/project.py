@@ -770,17 +770,22 @@ class Project:
     ) -> int:
         """Insert many ``(image_id, values)`` annotations in one transaction (imports).
 
-        Imported annotations are reviewed; their images are marked ``reviewed``.
+        Images that get a person's annotation are marked ``reviewed``; rows with a ``score``
+        are predictions and leave their image ``predicted`` (unless already reviewed).
         """
         count = 0
         with self._write() as connection:
-            touched = set()
+            reviewed, predicted = set(), set()
             for image_id, values in rows:
                 self._insert_annotation(connection, image_id, values)
-                touched.add(image_id)
+                (predicted if values.get("score") is not None else reviewed).add(image_id)
                 count += 1
             connection.executemany(
-                "UPDATE images SET status = 'reviewed' WHERE id = ?", [(i,) for i in touched]
+                "UPDATE images SET status = 'reviewed' WHERE id = ?", [(i,) for i in reviewed]
+            )
+            connection.executemany(
+                "UPDATE images SET status = 'predicted' WHERE id = ? AND status = 'unlabeled'",
+                [(i,) for i in predicted - reviewed],
             )
             self._log(connection, log, payload={"annotations": count})
         return count
