@@ -60,7 +60,14 @@ def build_offline(
     if name == "lraspp_mobilenet_v2":
         return _lraspp(num_classes, pretrained, trainable_layers, frozen_batchnorm)
     backbone = _fpn_backbone(pretrained, trainable_layers, frozen_batchnorm)
-    kwargs = {"rpn_anchor_generator": _anchors(), "rpn_score_thresh": 0.05, **rcnn_kwargs}
+    kwargs = {
+        "rpn_anchor_generator": _anchors(),
+        "rpn_score_thresh": 0.05,
+        # CPU first: 300 proposals at test time (torchvision: 1000) cut the box head's cost
+        # by ~3x; few-object datasets lose nothing
+        "rpn_post_nms_top_n_test": 300,
+        **rcnn_kwargs,
+    }
     if name == "fasterrcnn_mobilenet_v2_fpn":
         return FasterRCNN(backbone, num_classes, **kwargs)
     if name == "maskrcnn_mobilenet_v2_fpn":

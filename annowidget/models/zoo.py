@@ -199,6 +199,10 @@ def build_model(
         raise ValueError(f"num_classes must be at least 2 (background + 1), got {num_classes}")
     if base.task == "keypoints" and num_keypoints is None:
         num_keypoints = 17
+    if base.offline and min_size is None:
+        min_size = base.input_size  # torchvision's detection default (800) is slow on a CPU
+    if base.offline and max_size is None and min_size is not None:
+        max_size = round(int(min_size) * 1333 / 800)
     rcnn_kwargs: dict[str, Any] = {}
     if name in _RCNN:
         rcnn_kwargs["box_batch_size_per_image"] = int(rois_per_image)
