@@ -116,6 +116,10 @@ class Trainer:
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # Set when the thread's work is over. Waiting on it rather than on Thread.join:
+        # a Ctrl-C that interrupts Thread.join can leave is_alive() wrongly False (CPython
+        # gh-90882), and the CLI would then exit under a running thread.
+        self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self._device: torch.device | None = None
         self._train_set: SnapshotDataset | None = None
@@ -200,8 +204,10 @@ class Trainer:
         """Wait for the run to end; ``True`` if it has ended (``False`` on timeout)."""
         if self._thread is None:
             return self._status != "idle"
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        if not self._done.wait(timeout):
+            return False
+        self._thread.join()  # the thread only has to return now
+        return True
 
     def run(self) -> ModelCard:
         """Start, wait for the end and return the final card (blocking; for scripts).
@@ -221,7 +227,8 @@ class Trainer:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Whether the training thread is still at work."""
+        return self._thread is not None and not self._done.is_set()
 
     # ------------------------------------------------------------------ preparation
     def _model_config(self, num_classes: int) -> dict[str, Any]:
@@ -295,6 +302,7 @@ class Trainer:
             self._fail(state, exc)
         finally:
             torch.set_num_threads(previous_threads)
+            self._done.set()
 
     def _build_model(self) -> nn.Module:
         assert self.card is not None
@@ -392,8 +400,8 @@ class Trainer:
             self._finish(
                 state,
                 "stopped",
-                f"stopped by the user; kept epoch {state.epoch} of {hp.epochs} "
-                "(the last completed one)",
+                f"stopped by the user; kept epoch {state.epoch} of {hp.epochs}, "
+                "the last completed one",
                 weights,
             )
 

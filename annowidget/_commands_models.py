@@ -1,0 +1,347 @@
+"""CLI commands on models: ``train``, ``predict``, ``evaluate`` and ``models``.
+
+They call what the notebook's panels call (``Trainer``, ``predict_images``,
+``evaluate_model``, ``ModelRegistry``). Ctrl-C during ``train`` works like the Stop button:
+the last completed epoch is kept, checkpointed, evaluated and saved as the weights.
+
+Example:
+    $ annowidget train raccoons --name raccoons-v1 --epochs 6 --image-size 320
+    $ annowidget evaluate raccoons --model raccoons-v1 --folder test --json
+    $ annowidget predict raccoons --model raccoons-v1 --folder unlabeled --threshold 0.4
+    $ annowidget models raccoons
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from annowidget.cli import CommandError
+from annowidget.models._tasks import TASKS
+from annowidget.store import Project
+
+# torch and the model zoo are imported inside the handlers: `annowidget --help` stays quick.
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train``, ``predict``, ``evaluate`` and ``models`` to the ``annowidget`` parser."""
+    train = subparsers.add_parser(
+        "train", help="fine-tune a base model on the project's reviewed images"
+    )
+    train.add_argument("project")
+    train.add_argument("--name", required=True, help="name of the new model (unique)")
+    train.add_argument("--task", default="detection", choices=TASKS)
+    train.add_argument("--base", help="base model (default: the best one available offline)")
+    train.add_argument(
+        "--train-folder", action="append", metavar="F", help="train folder (repeatable; train)"
+    )
+    train.add_argument(
+        "--test-folder", action="append", metavar="F", help="test folder (repeatable; test)"
+    )
+    train.add_argument(
+        "--split-ratio",
+        type=float,
+        metavar="R",
+        help="no test folder: split the train folders, R of the images for training",
+    )
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, help="learning rate")
+    train.add_argument("--gamma", type=float, help="learning-rate factor every --gamma-epochs")
+    train.add_argument("--gamma-epochs", type=int, help="epochs between gamma steps")
+    train.add_argument("--rois-per-image", type=int)
+    train.add_argument("--eval-period", type=int, help="epochs between checkpoints/evaluations")
+    train.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    train.add_argument("--image-size", type=int, help="shorter image side the model sees")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--threads", type=int, help="CPU threads (default: all cores but one)")
+    train.add_argument("--no-augment", action="store_true", help="no flips or colour jitter")
+    train.add_argument(
+        "--scratch", action="store_true", help="random initial weights (no pretraining)"
+    )
+    train.add_argument("--description", default="")
+    train.add_argument("--json", action="store_true", help="print the final model card as JSON")
+    train.set_defaults(handler=_train)
+
+    predict = subparsers.add_parser("predict", help="pre-label images with a model")
+    predict.add_argument("project")
+    predict.add_argument("--model", required=True, help="trained or base model name")
+    predict.add_argument("--folder", metavar="F", help="only this folder (default: all)")
+    predict.add_argument("--unlabeled", action="store_true", help="only unlabeled images")
+    predict.add_argument("--threshold", type=float, default=0.5, help="minimum score (0.5)")
+    predict.add_argument("--batch-size", type=int, default=4)
+    predict.add_argument("--device", default="auto")
+    predict.add_argument("--json", action="store_true", help="print the report as JSON")
+    predict.set_defaults(handler=_predict)
+
+    evaluate = subparsers.add_parser(
+        "evaluate", help="COCO AP, AP50, AP75 and per-class AP of a model on a folder"
+    )
+    evaluate.add_argument("project")
+    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--folder", required=True, action="append", metavar="F")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.set_defaults(handler=_evaluate)
+
+    models = subparsers.add_parser("models", help="trained and base models of a project")
+    models.add_argument("project")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(handler=_models)
+
+
+# --------------------------------------------------------------------------------- train
+_HP_ARGS = {
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "learning_rate",
+    "gamma": "gamma",
+    "gamma_epochs": "gamma_epochs",
+    "rois_per_image": "rois_per_image",
+    "eval_period": "eval_period",
+    "device": "device",
+    "image_size": "image_size",
+    "seed": "seed",
+    "threads": "num_threads",
+    "split_ratio": "split_ratio",
+}
+
+
+def _hyperparameters(args: argparse.Namespace) -> Any:
+    from annowidget.train.hyperparameters import Hyperparameters
+
+    given = {arg: getattr(args, arg) for arg in _HP_ARGS}
+    values = {_HP_ARGS[arg]: value for arg, value in given.items() if value is not None}
+    if args.no_augment:
+        values["augment"] = False
+    return Hyperparameters(**values)
+
+
+class _Progress:
+    """A tqdm bar per epoch on stderr (off when stderr is not a terminal)."""
+
+    def __init__(self, epochs: int) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.epochs = epochs
+        self.bar: Any = None
+
+    def __call__(self, event: Any) -> None:
+        kind = event.kind
+        if kind == "step":
+            if self.bar is None:
+                self.bar = self._tqdm(
+                    total=event.steps_per_epoch,
+                    desc=f"epoch {event.epoch}/{self.epochs}",
+                    unit="step",
+                    file=sys.stderr,
+                    disable=None,
+                    leave=False,
+                )
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{event.loss:.3f}", lr=f"{event.lr:.2g}", refresh=False)
+        elif kind in ("epoch", "finished", "failed"):
+            self.close()
+            if kind == "epoch" and sys.stderr.isatty():
+                print(
+                    f"epoch {event.epoch}/{event.epochs}: loss {event.loss:.4f} "
+                    f"({event.seconds:.1f} s)",
+                    file=sys.stderr,
+                )
+        elif kind == "eval" and sys.stderr.isatty():
+            print(f"epoch {event.epoch}: {_metrics_line(event.metrics)}", file=sys.stderr)
+        elif kind == "warning":
+            print(f"annowidget train: warning: {event.message}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _metrics_line(metrics: dict[str, Any]) -> str:
+    if not metrics:
+        return "no metrics"
+    if "mIoU" in metrics:
+        return f"mIoU {_num(metrics['mIoU'])}, pixel accuracy {_num(metrics['pixel_accuracy'])}"
+    return (
+        f"AP {_num(metrics.get('AP'))}, AP50 {_num(metrics.get('AP50'))}, "
+        f"AP75 {_num(metrics.get('AP75'))} on {metrics.get('images', '?')} images"
+    )
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _train(args: argparse.Namespace) -> int:
+    from annowidget.train.trainer import Trainer
+
+    hp = _hyperparameters(args)
+    test_folders = None if args.split_ratio is not None else (args.test_folder or ["test"])
+    if args.split_ratio is not None and args.test_folder:
+        raise CommandError("give either --test-folder or --split-ratio, not both")
+    with Project.open(args.project) as project:
+        trainer = Trainer(
+            project,
+            args.name,
+            task=args.task,
+            base_model=args.base,
+            hyperparameters=hp,
+            train_folders=args.train_folder or ["train"],
+            test_folders=test_folders,
+            description=args.description,
+            pretrained=not args.scratch,
+        )
+        progress = _Progress(hp.epochs)
+        trainer.subscribe(progress)
+        trainer.start()
+        interrupted = _wait(trainer)
+        progress.close()
+        card = trainer.card
+        assert card is not None
+    if args.json:
+        print(json.dumps({"status": trainer.status, "reason": trainer.reason, **card.to_dict()}))
+    else:
+        latest = card.latest_metrics
+        metrics = f"; {_metrics_line(latest)} (epoch {latest['epoch']})" if latest else ""
+        print(f"model {card.name}: {trainer.status} ({trainer.reason}){metrics}")
+        if trainer.status in ("finished", "stopped") and trainer.epoch:
+            print(f"weights: {trainer.model_dir / 'weights.safetensors'}")
+    if trainer.status == "failed":
+        print(f"annowidget train: error: {trainer.reason}", file=sys.stderr)
+        return 1
+    return 130 if interrupted else 0
+
+
+def _wait(trainer: Any) -> bool:
+    """Wait for the run; the first Ctrl-C stops it (keeping the last epoch), a second aborts."""
+    try:
+        while not trainer.join(0.2):
+            pass
+        return False
+    except KeyboardInterrupt:
+        trainer.stop()
+        print(
+            "\nannowidget train: stopping after the current step; keeping the last completed "
+            "epoch (Ctrl-C again to abort)",
+            file=sys.stderr,
+        )
+    try:
+        while not trainer.join(0.2):
+            pass
+    except KeyboardInterrupt:
+        # Leave now without tearing down the interpreter under a thread still inside torch
+        # (that aborts the process). Files on disk are whole: every write is atomic.
+        print("annowidget train: aborted; the model keeps its last checkpoint", file=sys.stderr)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(130)
+    return True
+
+
+# ------------------------------------------------------------------------------- predict
+def _predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from annowidget.models.predict import predict_images
+    from annowidget.train.engine import resolve_device
+
+    device = resolve_device(args.device)
+    with Project.open(args.project) as project:
+        bar = tqdm(desc="predict", unit="image", file=sys.stderr, disable=None, leave=False)
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            report = predict_images(
+                project,
+                args.model,
+                folder=args.folder,
+                unlabeled=args.unlabeled,
+                threshold=args.threshold,
+                batch_size=args.batch_size,
+                device=device,
+                progress=progress,
+            )
+        finally:
+            bar.close()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model": report.model,
+                    "images": report.images,
+                    "predictions": report.predictions,
+                    "per_category": report.per_category,
+                    "dropped": report.dropped,
+                    "failed": [{"image_id": i, "reason": r} for i, r in report.failed],
+                    "seconds": round(report.seconds, 3),
+                    "seconds_per_image": round(report.seconds_per_image, 4),
+                }
+            )
+        )
+    else:
+        per = ", ".join(f"{n} {k}" for k, n in sorted(report.per_category.items())) or "none"
+        print(
+            f"{report.model}: {report.predictions} predictions on {report.images} images "
+            f"({per}); {report.seconds_per_image:.3f} s per image"
+        )
+        for image_id, reason in report.failed:
+            print(f"annowidget predict: skipped image {image_id}: {reason}", file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------------------ evaluate
+def _evaluate(args: argparse.Namespace) -> int:
+    from annowidget.train.engine import resolve_device
+    from annowidget.train.scoring import evaluate_model
+
+    device = resolve_device(args.device)
+    with Project.open(args.project) as project:
+        metrics = evaluate_model(project, args.model, args.folder, device=device)
+    if args.json:
+        print(json.dumps(metrics))
+        return 0
+    print(f"{args.model} on {', '.join(args.folder)}: {_metrics_line(metrics)}")
+    for name, value in metrics.get("per_class", {}).items():
+        label = "IoU" if "mIoU" in metrics else "AP"
+        print(f"  {name}: {label} {_num(value)}")
+    return 0
+
+
+# -------------------------------------------------------------------------------- models
+def _models(args: argparse.Namespace) -> int:
+    from annowidget.models.registry import ModelRegistry
+
+    with Project.open(args.project) as project:
+        entries = ModelRegistry(project).list()
+    if args.json:
+        rows = [
+            {
+                "name": e.name,
+                "kind": e.kind,
+                "task": e.task,
+                "ready": e.ready,
+                "description": e.description,
+                "card": e.card.to_dict() if e.card is not None else None,
+            }
+            for e in entries
+        ]
+        print(json.dumps(rows))
+        return 0
+    for e in entries:
+        ready = "ready" if e.ready else "not ready"
+        detail = e.description
+        if e.card is not None and e.kind == "trained":
+            latest = e.card.latest_metrics
+            quality = _metrics_line(latest) if latest else "not evaluated"
+            detail = f"{e.card.status}, base {e.card.base_model}, {quality}"
+        print(f"{e.kind:7}  {e.name:40}  {e.task:21}  {ready:9}  {detail}")
+    return 0

@@ -1,0 +1,149 @@
+"""``annowidget train / evaluate / predict / models`` on the bundled sample project, in
+process, plus one real subprocess stopped with Ctrl-C (SIGINT)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import annowidget
+from annowidget.cli import main
+from annowidget.models import ModelCard
+
+TINY = [
+    "--base", "ssdlite320_mobilenet_v3_large",
+    "--image-size", "128",
+    "--batch-size", "8",
+    "--threads", "1",
+    "--device", "cpu",
+    "--scratch",
+]  # fmt: skip
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    annowidget.sample_project(tmp_path / "sample").close()
+    return tmp_path / "sample"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_evaluate_predict_and_list(
+    project_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = str(project_dir)
+    code, out, _ = _run(
+        capsys, "train", project, "--name", "m1", "--epochs", "1", "--lr", "0.01",
+        "--gamma", "0.1", "--gamma-epochs", "3", "--eval-period", "1", *TINY, "--json",
+    )  # fmt: skip
+    assert code == 0
+    card = json.loads(out)
+    assert (card["status"], card["name"], card["task"]) == ("finished", "m1", "detection")
+    assert card["hyperparameters"]["learning_rate"] == 0.01
+    assert card["hyperparameters"]["gamma"] == 0.1
+    assert card["hyperparameters"]["gamma_epochs"] == 3
+    assert card["model_config"]["pretrained"] is False
+    assert card["test_folders"] == ["test"]
+    trained_ap = card["metrics"][-1]["AP"]
+
+    code, out, _ = _run(capsys, "evaluate", project, "--model", "m1", "--folder", "test", "--json")
+    assert code == 0
+    metrics = json.loads(out)
+    assert metrics["images"] == 6
+    assert metrics["AP"] == pytest.approx(trained_ap)  # same weights, same images, same AP
+    assert set(metrics) >= {"AP", "AP50", "AP75", "per_class"}
+    assert set(metrics["per_class"]) == {"raccoon"}
+
+    code, out, _ = _run(capsys, "evaluate", project, "--model", "m1", "--folder", "test")
+    assert code == 0
+    assert out.startswith("m1 on test: AP ")
+    assert "raccoon: AP " in out
+
+    code, out, _ = _run(
+        capsys, "predict", project, "--model", "m1", "--folder", "unlabeled",
+        "--threshold", "0.01", "--device", "cpu", "--json",
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out)
+    assert report["images"] == 10
+    with annowidget.Project.open(project_dir) as opened:
+        pending = opened.annotations(predictions=True)
+        assert len(pending) == report["predictions"] > 0
+        assert {a.source for a in pending} == {"model:m1"}
+        assert min(a.score for a in pending) >= 0.01
+
+    code, out, _ = _run(capsys, "models", project, "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert rows[0]["name"] == "m1"
+    assert (rows[0]["kind"], rows[0]["ready"]) == ("trained", True)
+    assert rows[0]["card"]["metrics"][-1]["AP"] == trained_ap
+    assert any(r["kind"] == "base" for r in rows)
+
+    code, out, _ = _run(capsys, "models", project)
+    assert code == 0
+    assert out.splitlines()[0].split()[:2] == ["trained", "m1"]
+
+
+def test_invalid_input_is_one_clear_line(
+    project_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = str(project_dir)
+    code, _, err = _run(capsys, "train", project, "--name", "m", *TINY, "--batch-size", "0")
+    assert code == 1
+    assert err.strip() == ("annowidget train: error: batch_size must be a positive integer, got 0")
+    code, _, err = _run(
+        capsys, "train", project, "--name", "m", "--split-ratio", "0.5", "--test-folder", "t"
+    )
+    assert code == 1
+    assert "either --test-folder or --split-ratio" in err
+    code, _, err = _run(capsys, "evaluate", project, "--model", "nope", "--folder", "test")
+    assert code == 1
+    assert "nope" in err
+    assert not (project_dir / "models" / "m").exists()
+
+
+def test_a_failed_run_exits_1_with_its_reason(
+    project_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = sorted((project_dir / "images").iterdir())[0]
+    broken.write_bytes(b"not a jpeg at all")
+    code, out, err = _run(capsys, "train", str(project_dir), "--name", "m", "--epochs", "1", *TINY)
+    assert code == 1
+    assert "model m: failed" in out
+    assert broken.name in err
+    assert ModelCard.load(project_dir / "models" / "m").status == "failed"
+
+
+def test_ctrl_c_stops_training_and_keeps_the_last_epoch(project_dir: Path) -> None:
+    command = [
+        sys.executable, "-m", "annowidget.cli", "train", str(project_dir), "--name", "m",
+        "--epochs", "200", "--eval-period", "1", *TINY,
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = project_dir / "models" / "m" / "checkpoints" / "epoch_0001.safetensors"
+    deadline = time.monotonic() + 120
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    card = ModelCard.load(project_dir / "models" / "m")
+    assert card.status == "stopped"
+    kept = card.checkpoints[-1]["epoch"]
+    assert 1 <= kept < 200
+    assert f"kept epoch {kept} of 200" in out
+    assert "stopping after the current step" in err
+    assert (project_dir / "models" / "m" / "weights.safetensors").is_file()
+    assert card.metrics[-1]["epoch"] == kept
