@@ -2,7 +2,8 @@
 
 Each group of sub-commands lives in its own module and registers itself here:
 ``annowidget._commands_data`` (init, import, export, split, info) and
-``annowidget._commands_models`` (train, predict, evaluate, models, compare).
+``annowidget._commands_models`` (train, predict, evaluate, models) and
+``annowidget._commands_effort`` (compare, effort).
 
 Example:
     $ annowidget info my-project --json
@@ -19,6 +20,7 @@ _COMMAND_MODULES = (
     "annowidget._commands_setup",
     "annowidget._commands_data",
     "annowidget._commands_models",
+    "annowidget._commands_effort",
 )
 
 
