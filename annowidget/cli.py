@@ -1,7 +1,7 @@
 """The ``annowidget`` command: the notebook's capabilities, headless.
 
 Each group of sub-commands lives in its own module and registers itself here:
-``annowidget._commands_data`` (init, import, export, split, info) and
+``annowidget._commands_data`` (init, import, export, split, info),
 ``annowidget._commands_models`` (train, predict, evaluate, models) and
 ``annowidget._commands_effort`` (compare, effort).
 
