@@ -231,6 +231,7 @@ export class Editor {
     if (button !== 0) return result(false);
     const [ix, iy] = canvasToImage(this.view, x, y);
     const t0 = this.now();
+    const selectedBefore = this.selectedId;
     const hit = hitTest(this.visibleBoxes(), ix, iy, {
       selectedId: this.selectedId,
       tolerance: this.handlePx / this.view.scale,
@@ -255,7 +256,8 @@ export class Editor {
         t0,
       };
     }
-    this._changed();
+    // pressing on the selected box changes nothing yet: the renderer's cache stays valid
+    if (this.selectedId !== selectedBefore) this._changed();
     return out;
   }
 

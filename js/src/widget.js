@@ -78,7 +78,7 @@ function h(tag, attrs = {}, children = []) {
 function render({ model, el }) {
   const cache = cacheFor(model);
   const editor = new Editor({ now: () => performance.now() });
-  const stats = { nextToDrawn: [], sent: 0 };
+  const stats = { nextToDrawn: [], sent: 0, inputTimes: [] };
   let lastSent = 0;
   let lastAcked = model.get("_acked") || 0;
   let navStart = null;
@@ -168,7 +168,7 @@ function render({ model, el }) {
     }
   };
   // for tests and benchmarks: the live objects behind this view
-  root.__annotator = { editor, renderer, stats, model };
+  root.__annotator = { editor, renderer, stats, model, cache };
 
   // --------------------------------------------------------- kernel link
   function send(cmd) {
@@ -344,10 +344,14 @@ function render({ model, el }) {
     apply(editor.pointerDown({ x, y, button: e.button, shift: e.shiftKey }));
   });
   canvas.addEventListener("pointermove", (e) => {
-    const [x, y] = toCanvas(e);
     if (editor.drag) {
+      const t0 = performance.now();
+      const [x, y] = toCanvas(e);
       if (editor.pointerMove({ x, y }).handled) renderer.invalidate();
+      stats.inputTimes.push(performance.now() - t0);
+      if (stats.inputTimes.length > 5000) stats.inputTimes.splice(0, 1000);
     } else {
+      const [x, y] = toCanvas(e);
       canvas.style.cursor = editor.cursorAt(x, y);
     }
   });

@@ -102,11 +102,15 @@ describe("selecting, moving, resizing", () => {
     const v0 = e.version;
     e.pointerDown(toCanvas(e, 1200, 1200));
     const v1 = e.version;
+    assert.ok(v1 > v0); // selected
     e.pointerMove(toCanvas(e, 1300, 1300));
     assert.deepEqual(e.liveBox(5), [1100, 1100, 500, 400]);
     assert.deepEqual(e.boxes[0].bbox, [1000, 1000, 500, 400]);
     assert.equal(e.version, v1); // the renderer's cached layer stays valid during a drag
-    assert.ok(v1 > v0);
+    e.pointerUp(toCanvas(e, 1300, 1300));
+    const v2 = e.version;
+    e.pointerDown(toCanvas(e, 1400, 1400)); // press on the box already selected
+    assert.equal(e.version, v2);
   });
 
   test("resize by the se handle", () => {

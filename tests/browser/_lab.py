@@ -57,8 +57,10 @@ class JupyterLab:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def url(self, notebook: str) -> str:
-        return f"{self.base}/lab/tree/{notebook}?token={self.token}"
+    def url(self, notebook: str, ui: str = "lab") -> str:
+        """The notebook's page in JupyterLab (``ui="lab"``) or Notebook 7 (``"notebook"``)."""
+        prefix = "lab/tree" if ui == "lab" else "notebooks"
+        return f"{self.base}/{prefix}/{notebook}?token={self.token}"
 
     def _env(self) -> dict[str, str]:
         home = self.root.parent / "jupyter-home"
@@ -101,6 +103,7 @@ class JupyterLab:
             f"--ServerApp.root_dir={self.root}",
             f"--LabApp.workspaces_dir={self.root.parent / 'workspaces'}",
             "--LabApp.expose_app_in_browser=True",
+            "--JupyterNotebookApp.expose_app_in_browser=True",  # Notebook 7, same server
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         ]
@@ -171,9 +174,11 @@ def launch_chromium(playwright: Any, **kwargs: Any) -> Any:
     )
 
 
-def open_and_run(page: Any, lab: JupyterLab, notebook: str, *, timeout_ms: int = 120_000) -> Any:
-    """Open ``notebook`` in JupyterLab, run all cells, wait until the Annotator drew its image."""
-    page.goto(lab.url(notebook))
+def open_and_run(
+    page: Any, lab: JupyterLab, notebook: str, *, ui: str = "lab", timeout_ms: int = 120_000
+) -> Any:
+    """Open ``notebook`` (JupyterLab or Notebook 7), run all cells, wait for the drawn image."""
+    page.goto(lab.url(notebook, ui))
     page.wait_for_function(
         "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
         " && window.jupyterapp.shell.currentWidget.sessionContext",

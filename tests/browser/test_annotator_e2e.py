@@ -33,6 +33,20 @@ def _wait(condition, *, timeout: float = 20.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _notebook(lab, project_dir: Path, name: str) -> str:
+    write_notebook(
+        lab.root / name,
+        [
+            "from annowidget.store import Project\n"
+            "from annowidget.widgets.annotator import Annotator\n"
+            f"project = Project.open({str(project_dir)!r})\n"
+            "annotator = Annotator(project, height=480)\n"
+            "annotator",
+        ],
+    )
+    return name
+
+
 @pytest.fixture
 def labeled(lab, tmp_path) -> tuple[Path, int, int]:
     if not all((RACCOON / name).is_file() for name in IMAGES):
@@ -48,21 +62,12 @@ def labeled(lab, tmp_path) -> tuple[Path, int, int]:
             source="model:test",
         )
         last_action = project.actions()[-1].id
-    write_notebook(
-        lab.root / "annotate.ipynb",
-        [
-            "from annowidget.store import Project\n"
-            "from annowidget.widgets.annotator import Annotator\n"
-            f"project = Project.open({str(project_dir)!r})\n"
-            "annotator = Annotator(project, height=480)\n"
-            "annotator",
-        ],
-    )
     return project_dir, pred.id, last_action
 
 
 def test_draw_resize_relabel_accept_undo_land_in_the_sqlite_file(lab, page, labeled, screenshots):
     project_dir, pred_id, last_action = labeled
+    _notebook(lab, project_dir, "annotate.ipynb")
     open_and_run(page, lab, "annotate.ipynb")
     v = view(page)
     assert v["image"]["width"] == 650
@@ -170,4 +175,25 @@ def test_draw_resize_relabel_accept_undo_land_in_the_sqlite_file(lab, page, labe
         pred_id: (1, True),
     }
     screenshots(page, "6-reopened")
+    project.close()
+
+
+def test_notebook_7_draws_and_relabels(lab, page, labeled, screenshots):
+    pytest.importorskip("notebook", minversion="7")
+    project_dir, pred_id, last_action = labeled
+    open_and_run(page, lab, _notebook(lab, project_dir, "nb7.ipynb"), ui="notebook")
+    v = view(page)
+    drag(page, to_page(v, 40, 250), to_page(v, 200, 400))
+    project = Project.open(project_dir)
+    [added] = _wait(lambda: project.annotations(1, predictions=False), what="the new box")
+    page.keyboard.press("2")
+    _wait(lambda: project.annotation(added.id).category_id == 2, what="the relabel")
+    page.keyboard.press("Tab")  # the first box (the prediction); focus stays in the widget
+    page.keyboard.press("Delete")  # rejects it
+    _wait(lambda: len(project.annotations(1)) == 1, what="the reject")
+    screenshots(page, "notebook7")
+    assert page.locator(".jp-MarkdownCell").count() == 0
+    assert [a.id for a in project.annotations(1)] == [added.id]
+    assert [a.action for a in project.actions(since_id=last_action)] == ["add", "update", "reject"]
+    assert project.actions(since_id=last_action)[-1].annotation_id == pred_id
     project.close()
