@@ -148,6 +148,15 @@ def test_draw_resize_relabel_accept_undo_land_in_the_sqlite_file(lab, page, labe
     assert shown[pred_id]["is_prediction"] is True
     assert shown[added.id]["category_id"] == 2
 
+    # the keyboard map, as text
+    page.keyboard.press("?")
+    help_box = page.locator(f"{ANNOTATOR} .aw-help")
+    assert help_box.is_visible()
+    assert "undo / redo" in help_box.inner_text()
+    screenshots(page, "4b-help")
+    page.keyboard.press("Escape")
+    assert not help_box.is_visible()
+
     # Space goes to the next image (already prefetched)
     page.keyboard.press("Space")
     wait_drawn(page, image_id=2)
