@@ -447,3 +447,22 @@ def test_a_broken_image_file_is_reported_not_raised(project):
     assert image.path in widget.message
     widget.next()
     assert widget.message == ""
+
+
+def test_undo_ignores_what_other_writers_logged_meanwhile(project):
+    image_id = _unlabeled(project)
+    widget = Annotator(project)
+    widget.goto(image_id)
+    browser = Browser(widget)
+    browser(type="add", client_id="c-1", category_id=1, bbox=[1, 1, 5, 5])
+    [pred] = _predict(project, image_id, [0.6])  # a prediction run, from another thread
+    browser(type="undo")
+    assert [a.id for a in project.annotations(image_id)] == [pred]
+    assert widget.status == "predicted"  # not "unlabeled", as before the add
+
+
+def test_categories_added_later_show_up_on_the_next_image(project):
+    widget = Annotator(project)
+    project.add_category("dog")
+    widget.next()
+    assert [c["name"] for c in widget.categories] == ["raccoon", "dog"]

@@ -36,7 +36,7 @@ class EditHistory:
 
     Example:
         >>> # history = EditHistory(project)
-        >>> # mark = history.mark()
+        >>> # mark = history.mark(image_id)
         >>> # ann = project.add_annotation(image_id, category_id, [0, 0, 10, 10])
         >>> # history.record(image_id, mark, [ann.id], status_before="unlabeled")
         >>> # history.undo(image_id)  # the box is gone again
@@ -47,7 +47,7 @@ class EditHistory:
         self._limit = limit
         self._done: dict[int, list[_Entry]] = {}
         self._undone: dict[int, list[_Entry]] = {}
-        self._cursor = 0
+        self._cursor: dict[int, int] = {}  # image id -> newest log entry seen for it
 
     # ------------------------------------------------------------------ queries
     def can_undo(self, image_id: int) -> bool:
@@ -56,12 +56,15 @@ class EditHistory:
     def can_redo(self, image_id: int) -> bool:
         return bool(self._undone.get(image_id))
 
-    def mark(self) -> int:
-        """The id of the newest log entry now: what an edit logs next comes after it."""
-        newer = self._project.actions(since_id=self._cursor)
+    def mark(self, image_id: int) -> int:
+        """The newest log entry of ``image_id`` now: what an edit logs next comes after it.
+
+        Per image, so it reads that image's few entries, never the whole project's log.
+        """
+        newer = self._project.actions(image_id=image_id, since_id=self._cursor.get(image_id, 0))
         if newer:
-            self._cursor = newer[-1].id
-        return self._cursor
+            self._cursor[image_id] = newer[-1].id
+        return self._cursor.get(image_id, 0)
 
     # ------------------------------------------------------------------ recording
     def record(
@@ -174,6 +177,11 @@ class EditHistory:
         return ann_id
 
     def _set_status(self, image_id: int, status: str) -> None:
+        # back to the status around the step, unless someone else's predictions came in
+        # since (or the ones it had are gone): those decide between unlabeled and predicted
+        if status != "reviewed":
+            pending = self._project.annotations(image_id, predictions=True)
+            status = "predicted" if pending else "unlabeled"
         if self._project.image(image_id).status != status:
             self._project.set_status(image_id, status)
 

@@ -220,6 +220,7 @@ class Annotator(anywidget.AnyWidget):
     def _show(self, image: Image | None) -> None:
         previous = self._current
         self._current = image
+        self.refresh_categories()  # one small query; unchanged lists are not resent
         scale = self.display_scale
         if image is not None:
             try:
@@ -322,7 +323,7 @@ class Annotator(anywidget.AnyWidget):
             history = self._history.undo if kind == "undo" else self._history.redo
             touched = history(image.id)
         else:
-            mark = self._history.mark()
+            mark = self._history.mark(image.id)
             status_before = self.project.image(image.id).status
             touched = self._apply(image, command)
             self._history.record(image.id, mark, touched, status_before=status_before)
