@@ -1,0 +1,230 @@
+"""The EffortPanel: what each round of labeling cost, and how good each model was.
+
+A thin view over :mod:`annowidget.effort`; it computes nothing itself. One plotly
+``FigureWidget`` with two plots, updated inside ``batch_update()``:
+
+- per round (the model whose predictions people corrected; "from scratch" for images
+  labeled without one): seconds per image (bars) and the share of predicted boxes accepted
+  unchanged (line, right axis), from :func:`~annowidget.effort.effort_per_round`;
+- per model: precision, recall and AP50 on the images people corrected after it pre-labeled
+  them, from :func:`~annowidget.effort.ongoing_evaluation`.
+
+Below it, a table with the same rounds in numbers. Refresh re-reads the action log (so does
+changing the idle gap); errors are shown in the panel, never raised into the notebook.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from annowidget.effort import ModelScore, RoundEffort, effort_per_round, ongoing_evaluation
+from annowidget.effort.meter import DEFAULT_IDLE_GAP
+from annowidget.store import Project
+
+__all__ = ["FROM_SCRATCH", "EffortPanel"]
+
+#: The x label of the round of images labeled without predictions.
+FROM_SCRATCH = "from scratch"
+_SCORE_METRICS = (("precision", "precision"), ("recall", "recall"), ("AP50", "ap50"))
+
+
+def round_label(model: str | None) -> str:
+    """The name a round goes by in the panel.
+
+    Example:
+        >>> round_label(None), round_label("round-2")
+        ('from scratch', 'round-2')
+    """
+    return FROM_SCRATCH if model is None else model
+
+
+class EffortPanel(widgets.VBox):
+    """Seconds per image and boxes accepted unchanged per round; each model's ongoing score.
+
+    Example:
+        >>> panel = EffortPanel(project)  # doctest: +SKIP
+        >>> panel  # plots and table; press Refresh after more labeling  # doctest: +SKIP
+        >>> panel.rounds[-1].seconds_per_image  # the numbers shown  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        idle_gap: float = DEFAULT_IDLE_GAP,
+        iou: float = 0.5,
+        threshold: float = 0.5,
+    ) -> None:
+        self.project = project
+        self.iou = float(iou)
+        self.threshold = float(threshold)
+        self.rounds: list[RoundEffort] = []
+        self.scores: dict[str, ModelScore] = {}
+        self.refreshed_at: float | None = None
+
+        self.refresh_button = widgets.Button(
+            description="Refresh", icon="refresh", tooltip="re-read the action log"
+        )
+        self.idle_gap = widgets.BoundedFloatText(
+            value=float(idle_gap),
+            min=1.0,
+            max=3600.0,
+            step=5.0,
+            description="idle gap (s)",
+            tooltip="a pause longer than this is not counted as work",
+            style={"description_width": "90px"},
+            layout=widgets.Layout(width="190px"),
+        )
+        self.message = widgets.HTML()
+        self.table = widgets.HTML()
+        self.figure = self._new_figure()
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.idle_gap.observe(lambda _: self.refresh(), names="value")
+        super().__init__(
+            [
+                widgets.HBox([self.refresh_button, self.idle_gap, self.message]),
+                self.figure,
+                self.table,
+            ]
+        )
+        self.refresh()
+
+    # ------------------------------------------------------------------ public
+    def refresh(self) -> bool:
+        """Re-read the log and redraw; ``False`` (and the reason shown) if reading failed.
+
+        Example:
+            >>> panel.refresh()  # doctest: +SKIP
+            True
+        """
+        try:
+            rounds = effort_per_round(self.project, idle_gap=float(self.idle_gap.value))
+            scores = ongoing_evaluation(self.project, iou=self.iou, threshold=self.threshold)
+        except Exception as exc:  # a panel shows the problem; it must not break the notebook
+            self._show_error(exc)
+            return False
+        self.rounds, self.scores = rounds, scores
+        self.refreshed_at = time.time()
+        self._update_figure()
+        self.table.value = _table_html(rounds, scores)
+        images = sum(r.images for r in rounds)
+        self.message.value = (
+            f"{len(rounds)} round(s), {images} reviewed image(s); "
+            f"read at {time.strftime('%H:%M:%S', time.localtime(self.refreshed_at))}"
+            if rounds
+            else "no reviewed work in the action log yet"
+        )
+        return True
+
+    # ------------------------------------------------------------------ internals
+    def _show_error(self, exc: Exception) -> None:
+        text = html.escape(f"could not read the effort: {type(exc).__name__}: {exc}")
+        self.message.value = f"<span style='color:#c62828'>{text}</span>"
+
+    @staticmethod
+    def _new_figure() -> go.FigureWidget:
+        figure = go.FigureWidget(
+            make_subplots(
+                rows=1,
+                cols=2,
+                specs=[[{"secondary_y": True}, {}]],
+                subplot_titles=(
+                    "labeling cost per round",
+                    "each model on the images people corrected",
+                ),
+            )
+        )
+        figure.add_bar(x=[], y=[], name="seconds per image", row=1, col=1, secondary_y=False)
+        figure.add_scatter(
+            x=[],
+            y=[],
+            name="accepted unchanged (%)",
+            mode="lines+markers",
+            row=1,
+            col=1,
+            secondary_y=True,
+        )
+        for name, _ in _SCORE_METRICS:
+            figure.add_bar(x=[], y=[], name=name, row=1, col=2)
+        figure.update_layout(
+            height=340, barmode="group", margin={"l": 50, "r": 50, "t": 30, "b": 30}
+        )
+        figure.update_yaxes(title_text="seconds per image", row=1, col=1, secondary_y=False)
+        figure.update_yaxes(
+            title_text="accepted unchanged (%)", range=[0, 100], row=1, col=1, secondary_y=True
+        )
+        figure.update_yaxes(range=[0, 1], row=1, col=2)
+        return figure
+
+    def _update_figure(self) -> None:
+        traces = {trace.name: trace for trace in self.figure.data}
+        labels = tuple(round_label(r.model) for r in self.rounds)
+        shares = tuple(_percent(r.share_accepted_unchanged) for r in self.rounds)
+        models = tuple(self.scores)
+        with self.figure.batch_update():
+            seconds = traces["seconds per image"]
+            seconds.x, seconds.y = labels, tuple(r.seconds_per_image for r in self.rounds)
+            accepted = traces["accepted unchanged (%)"]
+            accepted.x, accepted.y = labels, shares
+            for name, field in _SCORE_METRICS:
+                values = tuple(getattr(self.scores[m], field) for m in models)
+                traces[name].x, traces[name].y = models, values
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else share * 100.0
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _table_html(rounds: list[RoundEffort], scores: dict[str, ModelScore]) -> str:
+    if not rounds:
+        return ""
+    header = (
+        "round",
+        "images",
+        "s / image",
+        "accepted unchanged",
+        "adjusted (mean IoU)",
+        "relabeled",
+        "false positives deleted",
+        "misses drawn",
+        "precision",
+        "recall",
+        "AP50",
+    )
+    rows = []
+    for r in rounds:
+        score = scores.get(r.model) if r.model is not None else None
+        share = r.share_accepted_unchanged
+        accepted = f"{r.accepted_unchanged}" + ("" if share is None else f" ({share:.0%})")
+        iou = "" if r.mean_adjusted_iou is None else f" ({r.mean_adjusted_iou:.2f})"
+        cells = (
+            round_label(r.model),
+            str(r.images),
+            f"{r.seconds_per_image:.1f}",
+            accepted,
+            f"{r.adjusted}{iou}",
+            str(r.relabeled),
+            str(r.deleted_false_positives),
+            str(r.drawn_from_scratch),
+            _number(score.precision if score else None, ".2f"),
+            _number(score.recall if score else None, ".2f"),
+            _number(score.ap50 if score else None, ".2f"),
+        )
+        rows.append(cells)
+    head = "".join(f"<th style='padding:2px 8px'>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td style='padding:2px 8px;text-align:right'>{html.escape(c)}</td>" for c in r)
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -1,0 +1,151 @@
+"""EffortPanel widget state, without a browser, on a real project with a scripted log.
+
+The store's clock is set for every edit, so the seconds are known; the panel must show what
+the effort meter and the ongoing evaluation compute, and follow Refresh and the idle gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from annowidget.effort import effort_per_round, ongoing_evaluation
+from annowidget.store import Project
+from annowidget.store import project as store_project
+from annowidget.widgets.effort_panel import FROM_SCRATCH, EffortPanel
+
+T0 = 1_700_000_000.0
+RACCOON = 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def at(self, seconds: float) -> None:
+        self.now = T0 + seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(store_project, "_now", clock)
+    return clock
+
+
+@pytest.fixture
+def project(tmp_path: Path, clock: Clock) -> Iterator[Project]:
+    """Round by round: image 1 from scratch (16 s), image 2 after r1 (12 s), 3 after r2 (4 s)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    with Project.create(tmp_path / "proj", images_root=images) as project:
+        project.add_category("raccoon")
+        for name in "abcde":
+            project.add_image(f"{name}.jpg", width=200, height=200, checksum="0" * 40)
+        clock.at(0)
+        project.add_annotation(1, RACCOON, [10, 10, 50, 50], duration=7.0)
+        clock.at(7)
+        project.add_annotation(1, RACCOON, [100, 100, 50, 50])  # +7
+        clock.at(9)
+        project.set_status(1, "reviewed")  # +2 -> 16 s
+
+        clock.at(100)
+        rows = [
+            {"category_id": RACCOON, "bbox": [10, 10, 50, 50], "score": 0.7},
+            {"category_id": RACCOON, "bbox": [150, 0, 40, 40], "score": 0.6},
+        ]
+        keep, wrong = project.replace_predictions(2, rows, source="model:r1")
+        clock.at(110)
+        project.add_annotation(2, RACCOON, [100, 100, 60, 60], duration=7.0)  # after 101 s: 7
+        clock.at(112)
+        project.update_annotation(keep.id, bbox=[12, 10, 50, 50])  # +2
+        clock.at(114)
+        project.delete_annotation(wrong.id)  # +2 -> 11 s, reviewed by the store
+        clock.at(115)
+        project.set_status(2, "reviewed")  # +1 -> 12 s
+
+        clock.at(200)
+        rows = [{"category_id": RACCOON, "bbox": [20, 20, 80, 80], "score": 0.9}]
+        (good,) = project.replace_predictions(3, rows, source="model:r2")
+        clock.at(203)
+        project.log_action("view", image_id=3)  # after 88 s: 0
+        clock.at(206)
+        project.accept_prediction(good.id)  # +3
+        clock.at(207)
+        project.set_status(3, "reviewed")  # +1 -> 4 s
+        yield project
+
+
+def _traces(panel: EffortPanel) -> dict:
+    return {trace.name: trace for trace in panel.figure.data}
+
+
+def test_panel_shows_what_the_meter_computes(project: Project) -> None:
+    panel = EffortPanel(project)
+    rounds = effort_per_round(project)
+    scores = ongoing_evaluation(project)
+
+    traces = _traces(panel)
+    seconds = traces["seconds per image"]
+    assert list(seconds.x) == [FROM_SCRATCH, "r1", "r2"]
+    assert list(seconds.y) == [r.seconds_per_image for r in rounds]
+    assert list(seconds.y) == [16.0, 12.0, 4.0]  # the scripted log's known answers
+    shares = traces["accepted unchanged (%)"]
+    assert list(shares.y) == [None, 0.0, 100.0]  # r1: adjusted one, deleted one; r2: kept
+    assert list(traces["precision"].x) == ["r1", "r2"]
+    assert list(traces["precision"].y) == [scores["r1"].precision, scores["r2"].precision]
+    assert list(traces["recall"].y) == [0.5, 1.0]  # r1 found 1 of 2 raccoons, r2 1 of 1
+    assert list(traces["AP50"].y) == [scores["r1"].ap50, scores["r2"].ap50]
+
+    table = panel.table.value
+    assert table.count("<tr>") == 4  # header + three rounds
+    assert ">16.0<" in table
+    assert ">12.0<" in table
+    assert "1 (0.92)" in table  # r1: one box adjusted, IoU 2300/2500 with its prediction
+    assert "3 round(s), 3 reviewed image(s)" in panel.message.value
+
+
+def test_refresh_and_idle_gap_follow_the_log(project: Project, clock: Clock) -> None:
+    panel = EffortPanel(project)
+    clock.at(300)
+    rows = [{"category_id": RACCOON, "bbox": [0, 0, 30, 30], "score": 0.8}]
+    (miss,) = project.replace_predictions(4, rows, source="model:r2")
+    clock.at(301)
+    project.add_annotation(4, RACCOON, [100, 0, 30, 30], duration=7.0)  # +7
+    clock.at(309)
+    project.delete_annotation(miss.id)  # +8
+    clock.at(310)
+    project.set_status(4, "reviewed")  # +1 -> 16 s
+
+    assert list(_traces(panel)["seconds per image"].y)[-1] == 4.0  # not re-read yet
+    panel.refresh_button.click()
+    assert list(_traces(panel)["seconds per image"].y)[-1] == 10.0  # (4 + 16) / 2
+    assert panel.rounds == effort_per_round(project)
+
+    panel.idle_gap.value = 7.5  # the 8 s pause before the delete is now idle time
+    expected = [r.seconds_per_image for r in effort_per_round(project, idle_gap=7.5)]
+    assert list(_traces(panel)["seconds per image"].y) == expected
+    assert expected[-1] == 6.0  # (4 + 8) / 2
+
+
+def test_empty_project_and_errors_are_shown_not_raised(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    project = Project.create(tmp_path / "proj", images_root=images)
+    panel = EffortPanel(project)
+    assert panel.message.value == "no reviewed work in the action log yet"
+    assert list(_traces(panel)["seconds per image"].y) == []
+    assert panel.table.value == ""
+
+    project.close()
+    (tmp_path / "proj" / "project.sqlite").unlink()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / "proj" / f"project.sqlite{suffix}").unlink(missing_ok=True)
+    (tmp_path / "proj" / "project.sqlite").mkdir()  # not a database any more
+    assert panel.refresh() is False
+    assert "could not read the effort" in panel.message.value
