@@ -282,3 +282,11 @@ def test_bulk_predictions_leave_the_image_predicted(project: Project) -> None:
     assert project.image(human).status == "reviewed"
     assert project.image(model).status == "predicted"
     assert project.annotations(model)[0].is_prediction
+
+
+def test_annotation_ids_are_never_reused(project: Project) -> None:
+    cat = project.add_category("raccoon")
+    image_id = add_image(project)
+    last = project.add_annotation(image_id, cat.id, [0, 0, 1, 1])
+    project.delete_annotation(last.id)
+    assert project.add_annotation(image_id, cat.id, [0, 0, 1, 1]).id == last.id + 1

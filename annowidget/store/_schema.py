@@ -33,8 +33,10 @@ CREATE TABLE IF NOT EXISTS categories (
     keypoints     TEXT NOT NULL DEFAULT '[]',
     skeleton      TEXT NOT NULL DEFAULT '[]'
 );
+-- AUTOINCREMENT: an annotation id is never reused, so the browser, the undo history and
+-- the action log can name an annotation by id without ambiguity.
 CREATE TABLE IF NOT EXISTS annotations (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     image_id      INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
     category_id   INTEGER NOT NULL REFERENCES categories (id),
     x             REAL NOT NULL,
