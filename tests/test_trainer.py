@@ -323,3 +323,61 @@ def test_transfer_learning_keeps_imagenet_features_and_trains_the_heads(
     scratch_weights = load_state_dict(project.models_dir / "scratch" / "weights.safetensors")
     assert not torch.equal(scratch_weights[stem], imagenet["features.0.0.weight"])
     ModelRegistry(project).load("scratch")  # rebuilds with trainable norms, strict load
+
+
+def _shapes_project(tmp_path: Path) -> Project:
+    """Tiny real PNGs with polygons and keypoints: every task has something to learn."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    images = tmp_path / "shapes"
+    images.mkdir()
+    project = Project.create(tmp_path / "shapes-project", images_root=images)
+    cat = project.add_category("cat")
+    dog = project.add_category("dog", keypoints=["nose", "left_eye", "right_eye"])
+    for i in range(6):
+        array = np.full((72, 96, 3), 30 * i, dtype=np.uint8)
+        array[10:40, 8 + 4 * i : 50 + 4 * i] = (250, 40, 40)
+        PILImage.fromarray(array).save(images / f"{i}.png")
+        image = project.add_image(images / f"{i}.png", folder="train" if i < 4 else "test")
+        x = 8 + 4 * i
+        polygon = [[x, 10, x + 42, 10, x + 42, 40, x, 40]]
+        project.add_annotation(image.id, cat.id, [x, 10, 42, 30], segmentation=polygon)
+        keypoints = [x + 5, 50, 2, x + 10, 52, 2, x + 20, 54, 2]
+        project.add_annotation(image.id, dog.id, [x, 45, 30, 20], keypoints=keypoints)
+    return project
+
+
+@pytest.mark.parametrize(
+    ("task", "base", "metric"),
+    [
+        ("instance_segmentation", "maskrcnn_mobilenet_v2_fpn", "AP"),
+        ("keypoints", "keypointrcnn_mobilenet_v2_fpn", "AP"),
+        ("semantic_segmentation", "lraspp_mobilenet_v2", "mIoU"),
+    ],
+)
+def test_every_task_trains_evaluates_and_reloads(
+    tmp_path: Path, task: str, base: str, metric: str
+) -> None:
+    project = _shapes_project(tmp_path)
+    hp = _hp(epochs=1, batch_size=2, image_size=48)
+    trainer = Trainer(
+        project, "t", task=task, base_model=base, hyperparameters=hp, pretrained=False
+    )
+    card = trainer.run()
+    assert trainer.status == "finished", trainer.reason
+    assert card.categories == ["cat", "dog"]
+    metrics = card.metrics[-1]
+    assert metrics["images"] == 2
+    assert metrics[metric] is not None
+    assert 0.0 <= metrics[metric] <= 1.0
+    if task == "keypoints":
+        assert card.num_keypoints == 3
+        assert card.keypoint_names == ["nose", "left_eye", "right_eye"]
+        assert metrics["iou_type"] == "keypoints"
+    if task == "instance_segmentation":
+        assert set(metrics) >= {"iou_type", "bbox"}
+        assert metrics["iou_type"] == "segm"
+    model, _ = ModelRegistry(project).load("t")  # strict load into the rebuilt architecture
+    weights = load_state_dict(project.models_dir / "t" / "weights.safetensors")
+    assert _same_weights(model.state_dict(), weights)
