@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image as PILImage
 
 import annowidget
 from annowidget.models import ModelCard, ModelRegistry, build_model, load_state_dict
@@ -327,9 +329,6 @@ def test_transfer_learning_keeps_imagenet_features_and_trains_the_heads(
 
 def _shapes_project(tmp_path: Path) -> Project:
     """Tiny real PNGs with polygons and keypoints: every task has something to learn."""
-    import numpy as np
-    from PIL import Image as PILImage
-
     images = tmp_path / "shapes"
     images.mkdir()
     project = Project.create(tmp_path / "shapes-project", images_root=images)
