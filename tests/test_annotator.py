@@ -466,3 +466,15 @@ def test_categories_added_later_show_up_on_the_next_image(project):
     project.add_category("dog")
     widget.next()
     assert [c["name"] for c in widget.categories] == ["raccoon", "dog"]
+
+
+def test_showing_an_image_logs_a_view_for_the_effort_meter(tmp_path) -> None:
+    import annowidget
+    from annowidget.widgets.annotator import Annotator
+
+    project = annowidget.sample_project(tmp_path / "s")
+    annotator = Annotator(project)
+    first = annotator.image
+    annotator.next()
+    views = [a.image_id for a in project.actions() if a.action == "view"]
+    assert views == [first.id, annotator.image.id]

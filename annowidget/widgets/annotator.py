@@ -235,6 +235,8 @@ class Annotator(anywidget.AnyWidget):
             self._publish_boxes()
         self._prefetch()
         if image is not None and (previous is None or previous.id != image.id):
+            # The effort meter counts work on an image from the moment it is shown.
+            self.project.log_action("view", image_id=image.id)
             for callback in list(self._image_callbacks):
                 callback(image)
 
