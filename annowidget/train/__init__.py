@@ -22,6 +22,7 @@ _LAZY = {
     "train_one_epoch": "annowidget.train.engine",
     "evaluate": "annowidget.train.engine",
     "NonFiniteLossError": "annowidget.train.engine",
+    "evaluate_model": "annowidget.train.scoring",
     "StepEvent": "annowidget.train.events",
     "EpochEvent": "annowidget.train.events",
     "EvalEvent": "annowidget.train.events",

@@ -162,14 +162,14 @@ def to_results(
     if task == "instance_segmentation" and "masks" in prediction:
         masks = prediction["masks"].detach().float().cpu()  # [N, 1, h, w] probabilities
         segm = []
-        if len(masks):
-            size = (round(masks.shape[-2] / sy), round(masks.shape[-1] / sx))
-            full = torch.nn.functional.interpolate(masks, size=size, mode="bilinear")
-            binary = (full[:, 0] > 0.5).numpy().astype(np.uint8)
-            for c, m in zip(common, binary, strict=True):
-                rle = mask_utils.encode(np.asfortranarray(m))
-                rle["counts"] = rle["counts"].decode("ascii")
-                segm.append({**c, "segmentation": rle})
+        size = (round(masks.shape[-2] / sy), round(masks.shape[-1] / sx))
+        # One mask at a time: 100 float masks at a photo's full size would take gigabytes.
+        for c, mask in zip(common, masks, strict=True):
+            full = torch.nn.functional.interpolate(mask[None], size=size, mode="bilinear")
+            binary = (full[0, 0] > 0.5).numpy().astype(np.uint8)
+            rle = mask_utils.encode(np.asfortranarray(binary))
+            rle["counts"] = rle["counts"].decode("ascii")
+            segm.append({**c, "segmentation": rle})
         results["segm"] = segm
     if task == "keypoints" and "keypoints" in prediction:
         points = prediction["keypoints"].detach().float().cpu().clone()  # [N, K, 3]

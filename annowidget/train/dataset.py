@@ -158,7 +158,8 @@ class SnapshotDataset(Dataset):
         try:
             pixels = self.decoder(path)
         except Exception as exc:  # any decoder failure is a data error on this file
-            raise DataError(f"cannot decode image {path}: {exc}") from exc
+            reason = getattr(exc, "reason", None) or str(exc)  # ImageError already names it
+            raise DataError(f"cannot decode image {path}: {reason}") from exc
         height, width = int(pixels.shape[-2]), int(pixels.shape[-1])
         if (record.width, record.height) != (width, height):
             raise DataError(
