@@ -194,14 +194,10 @@ def correct(
     predictions = [a for a in project.annotations(image_id, predictions=True) if a.is_prediction]
     matches, misses = _match(predictions, truths)
     ledger = Ledger(images=1, boxes=len(truths))
-    # Misses are drawn first: the store reuses the id of a just-deleted highest annotation,
-    # and the meter would then read "delete, then draw" as one adjusted box (reported).
-    for j in misses:
-        category, box = truths[j]
-        project.add_annotation(image_id, category, box, duration=cost.draw)
-        ledger.drawn += 1
     for i, prediction in enumerate(predictions):
         if i not in matches:
+            project.delete_annotation(prediction.id, duration=cost.delete)
+            ledger.deleted += 1
             continue
         true_box = truths[matches[i]][1]
         sides = _sides_off(prediction.bbox, true_box, cost)
@@ -212,10 +208,10 @@ def correct(
             box = _moved(prediction.bbox, true_box, sides)
             project.update_annotation(prediction.id, bbox=box, duration=cost.adjust(len(sides)))
             ledger.adjusted.append(len(sides))
-    for i, prediction in enumerate(predictions):
-        if i not in matches:
-            project.delete_annotation(prediction.id, duration=cost.delete)
-            ledger.deleted += 1
+    for j in misses:
+        category, box = truths[j]
+        project.add_annotation(image_id, category, box, duration=cost.draw)
+        ledger.drawn += 1
     project.set_status(image_id, "reviewed", duration=cost.image)
     return ledger
 

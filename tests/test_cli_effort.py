@@ -183,13 +183,9 @@ def test_compare_prints_the_reports_table_and_json(tmp_path: Path, capsys) -> No
         torch.set_num_threads(threads)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store bug: annotations.id is INTEGER PRIMARY KEY without AUTOINCREMENT, so a box "
-    "drawn right after deleting the highest-id prediction reuses its id and the meter reads "
-    "'delete a false positive, draw the miss' as one adjustment (fix in store/_schema.py)",
-)
 def test_delete_then_draw_counts_a_deletion_and_a_miss(tmp_path: Path, capsys) -> None:
+    # The drawn box must not take the deleted prediction's id (the store's AUTOINCREMENT ids),
+    # or the meter would read "delete a false positive, draw the miss" as one adjustment.
     images = tmp_path / "images"
     images.mkdir()
     with Project.create(tmp_path / "proj", images_root=images) as project:
