@@ -197,8 +197,9 @@ class Trainer:
     def stop(self) -> None:
         """Ask the run to stop before its next step; the last completed epoch is kept."""
         self._stop.set()
-        if self._status == "running":
-            self._status = "stopping"
+        with self._lock:  # never turn a run that just ended back into "stopping"
+            if self._status == "running":
+                self._status = "stopping"
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the run to end; ``True`` if it has ended (``False`` on timeout)."""
@@ -425,8 +426,9 @@ class Trainer:
         self.card.status = status
         self.card.status_reason = reason
         self.registry.save_card(self.card)
-        self.reason = reason
-        self._status = status
+        with self._lock:
+            self.reason = reason
+            self._status = status
         self._emit(
             FinishedEvent(
                 status=status,
@@ -450,8 +452,6 @@ class Trainer:
         except Exception as save_exc:  # report both problems rather than hide the first
             kept = f"could not keep epoch {state.epoch}: {save_exc}"
         full_reason = f"{reason} ({kept})"
-        self.reason = full_reason
-        self._status = "failed"
         if self.card is not None:
             self.card.status = "failed"
             self.card.status_reason = full_reason
@@ -459,7 +459,9 @@ class Trainer:
                 self.registry.save_card(self.card)
             except Exception as card_exc:
                 full_reason += f"; the model card could not be saved: {card_exc}"
-                self.reason = full_reason
+        with self._lock:  # the card is on disk before anyone sees the new status
+            self.reason = full_reason
+            self._status = "failed"
         self._emit(
             FailedEvent(
                 reason=full_reason,
