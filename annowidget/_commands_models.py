@@ -205,7 +205,7 @@ def _train(args: argparse.Namespace) -> int:
         card = trainer.card
         assert card is not None
     if args.json:
-        print(json.dumps({"status": trainer.status, "reason": trainer.reason, **card.to_dict()}))
+        print(json.dumps(card.to_dict()))  # its status and status_reason say how it ended
     else:
         latest = card.latest_metrics
         metrics = f"; {_metrics_line(latest)} (epoch {latest['epoch']})" if latest else ""
