@@ -81,6 +81,8 @@ def test_predictions_show_in_the_annotator_and_the_gallery(project):
     assert app.tabs.selected_index == TABS.index("Label")
     assert app.current_image.folder == "unlabeled"
     assert app.annotator.predictions, "the Annotator must show the new predictions"
+    assert app.annotator.threshold == 0.0  # shown down to the run's threshold
+    assert app.gallery.threshold == 0.0
     assert "10 to check" in app.summary.value
     assert app.gallery.sort_by.value == "status"
     assert project.image(app.gallery.image_ids[0]).status == "predicted"

@@ -6,7 +6,8 @@ It only wires the four together; each keeps its own logic:
 - the Gallery re-reads the store when its tab is shown after edits or predictions;
 - a run that ends in the TrainingPanel appears in the PredictPanel's model list;
 - the PredictPanel's "selected images" are the Gallery's selection, or else the image open
-  in the Annotator; when a prediction run is done the Annotator shows its predictions;
+  in the Annotator; when a prediction run is done the Annotator shows its predictions
+  (its score filter, and the Gallery's, follow the run's threshold);
 - the header repeats the training progress (linked in the browser, no kernel round trip),
   so a run can be watched from any tab.
 """
@@ -130,6 +131,10 @@ class LabelingApp(widgets.VBox):
         self._update_summary()
 
     def _on_predicted(self, report: Any) -> None:
+        # Show what was asked for: every box stored by this run, down to its threshold.
+        threshold = float(self.predict.threshold.value)
+        self.annotator.threshold = threshold
+        self.gallery.threshold = threshold
         self.annotator.refresh()  # statuses changed: re-read the filtered list
         current = self.annotator.image
         shown = current is not None and self.project.annotations(current.id, predictions=True)

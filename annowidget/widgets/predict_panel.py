@@ -106,7 +106,7 @@ class PredictPanel(widgets.VBox):
         )
         self.model_help = widgets.HTML()
         self.scope = widgets.ToggleButtons(options=list(SCOPES), value=scope, description="scope")
-        self.scope.style.button_width = "120px"
+        self.scope.style.button_width = "140px"
         folders = project.folders()
         if folder is not None and folder not in folders:
             raise ValueError(f"PredictPanel folder {folder!r} does not exist; folders: {folders}")
