@@ -116,3 +116,9 @@ def test_a_finished_run_reaches_the_prediction_list_through_the_app(project):
     app.training.wait(timeout=120)
     assert app.predict.model.value == "model-1"
     assert app._links  # the header progress is linked in the browser, not by the kernel
+
+
+def test_a_missing_widget_module_says_so(monkeypatch):
+    monkeypatch.setitem(aw._EXPORTS, "Ghost", "annowidget.widgets.ghost")
+    with pytest.raises(ImportError, match=r"annowidget\.widgets\.Ghost is not available"):
+        aw.Ghost  # noqa: B018
