@@ -9,7 +9,7 @@ import {
   boxFromPoints,
   canvasToImage,
   fitView,
-  hitTest,
+  hitHandle,
   moveBox,
   oneToOne,
   panBy,
@@ -18,10 +18,27 @@ import {
   sameBox,
   zoomAt,
 } from "./geometry.js";
+import { roundPolygon } from "./polygon.js";
+import { annotationContains, copyAnnotation, geometryFields, moveAnnotation, resizable, resizeAnnotation } from "./shapes.js";
+import { BrushTool } from "./tool_brush.js";
+import { KeypointTool } from "./tool_keypoints.js";
+import { PolygonTool } from "./tool_polygon.js";
 import { UndoStack, applyChanges } from "./undo.js";
 
+/** The tools, by key: B box, P polygon, M mask brush, E eraser, K keypoints. */
+export const TOOLS = Object.freeze({ b: "box", p: "polygon", m: "brush", e: "eraser", k: "keypoints" });
+
 export const KEYMAP = Object.freeze([
-  ["drag on the image", "draw a box with the current class"],
+  ["B / P / M / E / K", "tool: box / polygon / mask brush / eraser / keypoints"],
+  ["drag on the image", "box tool: draw a box with the current class"],
+  ["P: click, click, …", "add polygon vertices; click the first one or Enter closes"],
+  ["P: drag a vertex / an edge", "move it / insert a vertex there"],
+  ["P: click a vertex, Delete", "delete that vertex (Backspace while drawing: the last)"],
+  ["P: Shift+click", "start a new polygon over another object"],
+  ["M / E: drag", "paint / erase the selected mask (nothing selected: a new one)"],
+  ["[ / ]", "smaller / bigger brush"],
+  ["K: click", "place the next keypoint of the class's skeleton (drag one to move it)"],
+  ["K: S / V", "skip this keypoint / cycle visible → occluded → absent"],
   ["drag a box / a handle", "move / resize it"],
   ["click a prediction twice", "accept it"],
   ["1 … 9", "pick the class (relabels the selected box)"],
@@ -86,6 +103,40 @@ export class Editor {
     this.pendingAdopt = null;
     this._clientSeq = 0;
     this._visible = null;
+    this.tool = "box";
+    this.maskMode = "instance"; // or "semantic": one mask per class, a pixel has one class
+    this.brushPx = 10; // CSS pixels: the brush radius on screen
+    this.hover = null; // [x, y] image pixels under the pointer (brush outline, rubber band)
+    this.masks = new Map(); // mask key -> decoded mask (the widget shares its cache here)
+    this.onToolChange = null;
+    this.polygonTool = new PolygonTool(this);
+    this.brushTool = new BrushTool(this);
+    this.keypointTool = new KeypointTool(this);
+  }
+
+  /** The active tool's controller, or null for the box tool. */
+  get toolController() {
+    if (this.tool === "polygon") return this.polygonTool;
+    if (this.tool === "brush" || this.tool === "eraser") return this.brushTool;
+    if (this.tool === "keypoints") return this.keypointTool;
+    return null;
+  }
+
+  setTool(tool) {
+    if (!Object.values(TOOLS).includes(tool)) return false;
+    if (tool === this.tool) return true;
+    if (this.drag) this.drag = null;
+    for (const t of [this.polygonTool, this.brushTool, this.keypointTool]) t.reset();
+    this.tool = tool;
+    this._changed();
+    if (this.onToolChange) this.onToolChange(tool);
+    return true;
+  }
+
+  /** A line telling what a click does now (shown under the canvas). */
+  hint() {
+    const c = this.toolController;
+    return c ? c.hint() : "";
   }
 
   // ---------------------------------------------------------------- state in
@@ -106,6 +157,7 @@ export class Editor {
     this.nudge = null;
     this.pendingAdopt = null;
     this.undo.clear();
+    for (const t of [this.polygonTool, this.brushTool, this.keypointTool]) t.reset();
     this.fitMode = true;
     this.fit();
     this._changed();
@@ -123,6 +175,7 @@ export class Editor {
       if (b.client_id == null) continue;
       if (this.selectedId === b.client_id) this.selectedId = b.id;
       this.undo.remapId(b.client_id, b.id);
+      for (const t of [this.polygonTool, this.brushTool, this.keypointTool]) t.remapId(b.client_id, b.id);
     }
     // a change made elsewhere (Python API, another view) invalidates the local history
     if (external) this.undo.clear();
@@ -134,7 +187,13 @@ export class Editor {
   }
 
   setCategories(categories) {
-    this.categories = categories.map((c) => ({ id: c.id, name: String(c.name), color: c.color }));
+    this.categories = categories.map((c) => ({
+      id: c.id,
+      name: String(c.name),
+      color: c.color,
+      keypoints: Array.isArray(c.keypoints) ? c.keypoints.map(String) : [],
+      skeleton: Array.isArray(c.skeleton) ? c.skeleton : [],
+    }));
     if (!this.categories.some((c) => c.id === this.category)) {
       this.category = this.categories.length ? this.categories[0].id : null;
     }
@@ -154,6 +213,14 @@ export class Editor {
     return this.drag !== null || this.nudge !== null;
   }
 
+  setMaskMode(mode) {
+    this.maskMode = mode === "semantic" ? "semantic" : "instance";
+  }
+
+  categoryById(id) {
+    return this.categories.find((c) => c.id === id) || null;
+  }
+
   // -------------------------------------------------------------- state out
   /** Boxes shown and editable: people's boxes, and predictions at or above the threshold. */
   visibleBoxes() {
@@ -171,6 +238,47 @@ export class Editor {
     return b ? b.bbox : null;
   }
 
+  /** The annotation as drawn now: its live shape while a drag or nudge changes it. */
+  liveAnnotation(id) {
+    const d = this.drag;
+    if (d && d.id === id && d.after) return d.after;
+    const b = this.boxes.find((x) => x.id === id);
+    if (!b) return null;
+    if (d && d.id === id && d.bbox && (d.kind === "move" || d.kind === "resize")) {
+      return d.kind === "move" ? moveAnnotation(b, d.startBox, d.bbox) : resizeAnnotation(b, d.startBox, d.bbox);
+    }
+    if (this.nudge && this.nudge.id === id) return moveAnnotation(b, this.nudge.startBox, this.nudge.bbox);
+    return b;
+  }
+
+  /** The decoded mask of an annotation, or null (none, or still on its way). */
+  maskOf(a) {
+    return a && a.mask ? this.masks.get(a.mask.key) || null : null;
+  }
+
+  /** What is under image point (ix, iy): {id, part} (a handle name or "inside"), or null. */
+  hitAt(ix, iy, { handles = true } = {}) {
+    const tolerance = this.handlePx / this.view.scale;
+    const vis = this.visibleBoxes();
+    const sel = this.selected;
+    if (handles && sel && resizable(sel) && vis.includes(sel)) {
+      const handle = hitHandle(sel.bbox, ix, iy, tolerance);
+      if (handle) return { id: sel.id, part: handle };
+    }
+    let best = null;
+    let bestArea = Infinity;
+    for (const b of vis) {
+      if (!annotationContains(b, ix, iy, tolerance / 2, this.masks)) continue;
+      const area = b.bbox[2] * b.bbox[3];
+      // the smallest wins (nested objects stay reachable); ties go to the topmost drawn
+      if (area <= bestArea) {
+        best = b;
+        bestArea = area;
+      }
+    }
+    return best ? { id: best.id, part: "inside" } : null;
+  }
+
   get selected() {
     return this.selectedId === null ? null : this.boxes.find((b) => b.id === this.selectedId) || null;
   }
@@ -185,10 +293,10 @@ export class Editor {
     if (this.spaceDown) return "grab";
     if (!this.image) return "default";
     const [ix, iy] = canvasToImage(this.view, x, y);
-    const hit = hitTest(this.visibleBoxes(), ix, iy, {
-      selectedId: this.selectedId,
-      tolerance: this.handlePx / this.view.scale,
-    });
+    const tool = this.toolController;
+    const special = tool ? tool.cursorAt(ix, iy) : null;
+    if (special) return special;
+    const hit = this.hitAt(ix, iy);
     if (!hit) return "crosshair";
     return hit.part === "inside" ? "move" : HANDLE_CURSORS[hit.part];
   }
@@ -219,7 +327,7 @@ export class Editor {
   }
 
   // ----------------------------------------------------------------- pointer
-  pointerDown({ x, y, button = 0 }) {
+  pointerDown({ x, y, button = 0, shift = false }) {
     const out = result(true);
     if (this.nudge) out.commands.push(...this._commitNudge());
     if (!this.image) return out;
@@ -232,10 +340,15 @@ export class Editor {
     const [ix, iy] = canvasToImage(this.view, x, y);
     const t0 = this.now();
     const selectedBefore = this.selectedId;
-    const hit = hitTest(this.visibleBoxes(), ix, iy, {
-      selectedId: this.selectedId,
-      tolerance: this.handlePx / this.view.scale,
-    });
+    const tool = this.toolController;
+    if (tool) {
+      const handled = tool.pointerDown({ x, y, ix, iy, shift, t0 });
+      if (handled) {
+        out.commands.push(...handled.commands);
+        return out;
+      }
+    }
+    const hit = this.hitAt(ix, iy, { handles: !tool || tool.boxHandles });
     if (!hit) {
       this.selectedId = null;
       this.drag = { kind: "draw", id: null, start: [x, y], startImg: [ix, iy], bbox: null, moved: false, t0 };
@@ -243,8 +356,10 @@ export class Editor {
       const wasSelected = this.selectedId === hit.id;
       this.selectedId = hit.id;
       const box = this.boxes.find((b) => b.id === hit.id);
+      // masks change by brush only: pressing one selects it (a second press accepts it)
+      const kind = hit.part !== "inside" ? "resize" : box.mask ? "select" : "move";
       this.drag = {
-        kind: hit.part === "inside" ? "move" : "resize",
+        kind,
         part: hit.part,
         id: hit.id,
         start: [x, y],
@@ -271,6 +386,12 @@ export class Editor {
       this.viewVersion++;
       return result(true);
     }
+    if (d.tool) {
+      const [ix, iy] = canvasToImage(this.view, x, y);
+      this.hover = [ix, iy];
+      return d.tool.pointerMove(d, { x, y, ix, iy });
+    }
+    if (d.kind === "select") return result(false);
     if (!d.moved && Math.hypot(x - d.start[0], y - d.start[1]) < this.dragPx) return result(false);
     d.moved = true;
     const [ix, iy] = canvasToImage(this.view, x, y);
@@ -290,6 +411,12 @@ export class Editor {
     this.drag = null;
     const out = result(true);
     const duration = (this.now() - (d.t0 ?? this.now())) / 1000;
+    if (d.tool) {
+      out.commands.push(...d.tool.pointerUp(d, duration));
+      this._afterBusy(out.commands.length > 0);
+      this._changed();
+      return out;
+    }
     if (d.kind === "draw" && d.moved && d.bbox) {
       const bbox = roundBox(d.bbox);
       const onScreen = Math.min(bbox[2], bbox[3]) * this.view.scale;
@@ -298,8 +425,12 @@ export class Editor {
       }
     } else if ((d.kind === "move" || d.kind === "resize") && d.moved) {
       const bbox = roundBox(d.bbox);
-      if (!sameBox(bbox, d.startBox)) out.commands.push(...this._update(d.id, { bbox }, duration));
-    } else if (d.kind === "move" && !d.moved && d.wasSelected) {
+      if (!sameBox(bbox, d.startBox)) {
+        const box = this.boxes.find((b) => b.id === d.id);
+        const after = d.kind === "move" ? moveAnnotation(box, d.startBox, bbox) : resizeAnnotation(box, d.startBox, bbox);
+        out.commands.push(...this._update(d.id, roundedGeometry(after), duration));
+      }
+    } else if ((d.kind === "move" || d.kind === "select") && !d.moved && d.wasSelected) {
       const box = this.boxes.find((b) => b.id === d.id);
       if (box && box.is_prediction) out.commands.push(...this._accept([box.id], duration));
     }
@@ -308,8 +439,27 @@ export class Editor {
     return out;
   }
 
+  /** The pointer moved with no button held: tools that follow it (brush, rubber band) redraw. */
+  hoverAt({ x, y }) {
+    if (!this.image) return result(false);
+    const [ix, iy] = canvasToImage(this.view, x, y);
+    this.hover = [ix, iy];
+    const tool = this.toolController;
+    return result(Boolean(tool && tool.followsPointer()));
+  }
+
+  pointerLeave() {
+    this.hover = null;
+    return result(true);
+  }
+
   /** Esc during a drag: drop it, nothing is committed. */
   cancel() {
+    const tool = this.toolController;
+    if (!this.drag && tool && tool.cancel()) {
+      this._changed();
+      return result(true);
+    }
     if (this.drag) {
       this.drag = null;
     } else if (this.nudge) {
@@ -335,6 +485,20 @@ export class Editor {
       return result(false);
     }
     if (alt) return result(false);
+    const tool = this.toolController;
+    if (tool && !this.drag) {
+      const handled = tool.keyDown({ key, k, shift, repeat });
+      if (handled) return handled;
+    }
+    if (!repeat && TOOLS[k] && !shift) {
+      this.setTool(TOOLS[k]);
+      return result(true);
+    }
+    if (k === "[" || k === "]") {
+      this.brushPx = Math.min(200, Math.max(1, this.brushPx * (k === "]" ? 1.25 : 0.8)));
+      this._changed();
+      return result(true);
+    }
     if (key === " ") {
       if (!repeat && !this.spaceDown) {
         this.spaceDown = true;
@@ -463,34 +627,67 @@ export class Editor {
   _duplicate() {
     const sel = this.selected;
     if (!sel || !this.image) return result(true);
+    if (sel.mask) {
+      this.message = "a mask cannot be duplicated: paint a new one (M)";
+      return result(true);
+    }
     const off = Math.max(4, 12 / this.view.scale);
     const bbox = roundBox(moveBox(sel.bbox, off, off, this._bounds()));
-    return result(true, this._add(bbox, sel.category_id, 0));
+    const copy = roundedGeometry(moveAnnotation(sel, sel.bbox, bbox));
+    return result(true, this._add(bbox, sel.category_id, 0, copy));
   }
 
-  _add(bbox, categoryId, duration) {
+  /**
+   * A new annotation: recorded for undo, selected, and the "add" command for the kernel.
+   * `fields` holds its geometry as the canvas keeps it (polygon, keypoints, mask ref);
+   * `wire` what the command carries instead (a mask's RLE rather than its key).
+   */
+  _add(bbox, categoryId, duration, fields = {}, wire = null) {
     if (categoryId === null || categoryId === undefined) {
       this.message = "add a category to the project first";
       return [];
     }
     const id = `c${this.clientPrefix}-${++this._clientSeq}`;
-    const box = { id, category_id: categoryId, bbox, score: null, is_prediction: false };
+    const box = { id, category_id: categoryId, score: null, is_prediction: false, ...fields, bbox };
     this._record([{ id, before: null, after: box }]);
     this.selectedId = id;
-    return [{ type: "add", client_id: id, category_id: categoryId, bbox, duration }];
+    const extra = { ...fields, ...(wire || {}) };
+    delete extra.bbox;
+    return [{ type: "add", client_id: id, category_id: categoryId, bbox, ...extra, duration }];
   }
 
-  _update(id, fields, duration) {
+  _update(id, fields, duration, wire = null) {
     const before = this.boxes.find((b) => b.id === id);
     if (!before) return [];
     const after = { ...before, ...fields, is_prediction: false, score: null };
     this._record([{ id, before, after }]);
-    return [{ type: "update", id, ...fields, duration }];
+    return [{ type: "update", id, ...fields, ...(wire || {}), duration }];
+  }
+
+  /**
+   * Changes made by one user action ({id, before, after, command}, `select` on the one to
+   * select): one undo step, and one command for the kernel (a "batch" when several).
+   */
+  _commit(changes, duration) {
+    if (!changes.length) return [];
+    this._record(changes.map(({ id, before, after }) => ({ id, before, after })));
+    const chosen = changes.find((c) => c.select);
+    if (chosen) this.selectedId = chosen.id;
+    if (this.selectedId !== null && !this.boxes.some((b) => b.id === this.selectedId)) this.selectedId = null;
+    const commands = changes.map((c) => c.command);
+    if (commands.length === 1) return [{ ...commands[0], duration }];
+    return [{ type: "batch", edits: commands, duration }];
+  }
+
+  /** A client id for an annotation this page creates (the kernel maps it to its own). */
+  _newClientId() {
+    return `c${this.clientPrefix}-${++this._clientSeq}`;
   }
 
   _nudge([dx, dy], step) {
     const sel = this.selected;
     if (!sel || !this.image) return result(true);
+    if (sel.mask) return result(true); // masks change by brush only
     if (!this.nudge || this.nudge.id !== sel.id) {
       this.nudge = { id: sel.id, startBox: sel.bbox.slice(), bbox: sel.bbox.slice(), t0: this.now() };
     }
@@ -503,9 +700,11 @@ export class Editor {
     this.nudge = null;
     if (!n) return [];
     const bbox = roundBox(n.bbox);
-    const commands = sameBox(bbox, n.startBox)
-      ? []
-      : this._update(n.id, { bbox }, (this.now() - n.t0) / 1000);
+    const box = this.boxes.find((b) => b.id === n.id);
+    const commands =
+      sameBox(bbox, n.startBox) || !box
+        ? []
+        : this._update(n.id, roundedGeometry(moveAnnotation(box, n.startBox, bbox)), (this.now() - n.t0) / 1000);
     this._afterBusy(commands.length > 0);
     this._changed();
     return commands;
@@ -513,6 +712,7 @@ export class Editor {
 
   _history(kind) {
     if (this.busy) return result(true);
+    for (const t of [this.polygonTool, this.brushTool, this.keypointTool]) t.reset();
     const entry = kind === "undo" ? this.undo.undo() : this.undo.redo();
     if (entry) {
       this.boxes = applyChanges(this.boxes, entry, kind === "undo" ? "before" : "after");
@@ -558,13 +758,17 @@ function result(handled, commands = []) {
 }
 
 function copyBox(b) {
-  return {
-    id: b.id,
-    category_id: b.category_id,
-    bbox: b.bbox.slice(),
-    score: b.score ?? null,
-    is_prediction: Boolean(b.is_prediction),
-    ...(b.client_id != null ? { client_id: b.client_id } : {}),
-  };
+  return copyAnnotation(b);
 }
+
+/** The geometry fields of an edited annotation, rounded for the wire and the store. */
+export function roundedGeometry(a) {
+  const fields = geometryFields(a);
+  fields.bbox = roundBox(fields.bbox);
+  if (fields.polygon) fields.polygon = roundPolygon(fields.polygon);
+  if (fields.keypoints) fields.keypoints = fields.keypoints.map((v, i) => (i % 3 === 2 ? v : Math.round(v * 100) / 100));
+  return fields;
+}
+
+export { result };
 

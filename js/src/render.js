@@ -4,7 +4,10 @@
 // one box whatever the number of boxes. Class names are canvas text (fillText): a name is
 // never parsed as HTML.
 
-import { backingSize, boxToCanvas, handlePoints, imageToCanvas } from "./geometry.js";
+import { backingSize, boxToCanvas, deviceTransform, handlePoints, imageToCanvas } from "./geometry.js";
+import { unionRect } from "./mask.js";
+import { MaskPainter, drawKeypoints, drawMasks, drawPolygons, drawVertices, fillCanvas } from "./render_shapes.js";
+import { resizable } from "./shapes.js";
 
 export const PALETTE = [
   "#ff595e",
@@ -55,6 +58,9 @@ export class Renderer {
     this.frames = 0;
     this.onDrawn = null; // (imageId) => void, after the first frame showing an image
     this._drawnImage = null;
+    this.masks = new MaskPainter((w, h) => this.createLayer(w, h));
+    this.paintLayer = null; // image-sized canvas mirroring the brush stroke's pixels
+    this.paintDrag = null;
   }
 
   resize(cssW, cssH) {
@@ -152,22 +158,44 @@ export class Renderer {
       ctx.font = `${14 * dpr}px sans-serif`;
       ctx.fillText("loading…", (x0 + 8) * dpr, (y0 + 20) * dpr);
     }
-    const boxes = editor.visibleBoxes().filter((b) => b.id !== exclude);
-    this._drawBoxes(ctx, editor, boxes, width, height);
+    const anns = editor.visibleBoxes().filter((b) => b.id !== exclude);
+    this._drawShapes(ctx, editor, anns, width, height);
   }
 
-  _drawBoxes(ctx, editor, boxes, width, height) {
+  /** Masks, then polygons, then boxes, keypoints and labels on top. */
+  _drawShapes(ctx, editor, anns, width, height) {
+    const dpr = this.dpr;
+    const colorOf = (a) => colorFor(editor.categories, a.category_id);
+    const masks = anns.filter((a) => a.mask);
+    if (masks.length) drawMasks(ctx, this.masks, editor, masks, dpr, colorOf);
+    const polygons = anns.filter((a) => a.polygon && !a.mask);
+    if (polygons.length) drawPolygons(ctx, editor, polygons, dpr, colorOf);
+    // a shape is its own outline; boxes show for the rest, for predictions, for masks on their way
+    const boxed = anns.filter((a) => (!a.mask && !a.polygon) || a.is_prediction || (a.mask && !editor.maskOf(a)));
+    this._drawBoxes(ctx, editor, boxed, width, height, anns);
+    const people = anns.filter((a) => a.keypoints);
+    if (people.length) drawKeypoints(ctx, editor, people, dpr, colorOf);
+  }
+
+  _drawBoxes(ctx, editor, boxes, width, height, labelled = boxes) {
     const dpr = this.dpr;
     const groups = new Map(); // one stroke per (colour, dashed): 1,000 boxes, ~20 strokes
     const onScreen = [];
+    const visible = (x, y, w, h) => !(x > width || y > height || x + w < 0 || y + h < 0);
     for (const b of boxes) {
       const [x, y, w, h] = boxToCanvas(editor.view, b.bbox).map((v) => v * dpr);
-      if (x > width || y > height || x + w < 0 || y + h < 0) continue;
+      if (!visible(x, y, w, h)) continue;
       const color = colorFor(editor.categories, b.category_id);
       const k = `${color}|${b.is_prediction ? 1 : 0}`;
       if (!groups.has(k)) groups.set(k, { color, dashed: b.is_prediction, rects: [] });
       groups.get(k).rects.push([Math.round(x) + 0.5, Math.round(y) + 0.5, Math.round(w), Math.round(h)]);
-      onScreen.push([b, x, y, w, color]);
+      if (labelled === boxes) onScreen.push([b, x, y, w, color]);
+    }
+    if (labelled !== boxes) {
+      for (const b of labelled) {
+        const [x, y, w, h] = boxToCanvas(editor.view, b.bbox).map((v) => v * dpr);
+        if (visible(x, y, w, h)) onScreen.push([b, x, y, w, colorFor(editor.categories, b.category_id)]);
+      }
     }
     ctx.lineWidth = Math.max(1, Math.round(1.5 * dpr));
     for (const g of groups.values()) {
@@ -205,29 +233,63 @@ export class Renderer {
   _drawDynamic(ctx, editor) {
     const dpr = this.dpr;
     const sel = editor.selected;
+    const d = editor.drag;
+    const colorOf = (a) => colorFor(editor.categories, a.category_id);
+    const painting = d && d.kind === "paint";
+    if (painting) this._drawPaint(ctx, editor, d);
     if (sel && editor.visibleBoxes().includes(sel)) {
-      const bbox = editor.liveBox(sel.id);
-      const color = colorFor(editor.categories, sel.category_id);
+      const a = editor.liveAnnotation(sel.id);
+      const bbox = a.bbox;
+      const color = colorOf(a);
+      const paintingThis = painting && d.id === sel.id;
+      if (a.mask && !paintingThis) drawMasks(ctx, this.masks, editor, [a], dpr, colorOf, { alpha: 0.55 });
+      if (a.polygon && !paintingThis) drawPolygons(ctx, editor, [a], dpr, colorOf, { fillAlpha: 0.3, width: 2.5 });
+      const tool = editor.toolController;
+      const handles = resizable(a) && (!tool || tool.boxHandles);
       const [x, y, w, h] = boxToCanvas(editor.view, bbox).map((v) => v * dpr);
-      ctx.lineWidth = Math.max(2, Math.round(2.5 * dpr));
-      ctx.strokeStyle = color;
-      ctx.setLineDash(sel.is_prediction ? [6 * dpr, 4 * dpr] : []);
-      ctx.strokeRect(x, y, w, h);
-      ctx.setLineDash([]);
+      if (handles || a.is_prediction || (!a.mask && !a.polygon) || (a.mask && !editor.maskOf(a))) {
+        ctx.lineWidth = Math.max(2, Math.round(2.5 * dpr));
+        ctx.strokeStyle = color;
+        ctx.setLineDash(sel.is_prediction ? [6 * dpr, 4 * dpr] : []);
+        ctx.strokeRect(x, y, w, h);
+        ctx.setLineDash([]);
+      }
       ctx.font = `${LABEL_FONT_PX * dpr}px sans-serif`;
       ctx.textBaseline = "bottom";
       this._label(ctx, editor, sel, x, y, color);
-      const hs = 4 * dpr;
-      ctx.fillStyle = "#fff";
-      ctx.strokeStyle = "#000";
-      ctx.lineWidth = Math.max(1, dpr);
-      for (const p of handlePoints(bbox)) {
-        const [hx, hy] = imageToCanvas(editor.view, p.x, p.y).map((v) => v * dpr);
-        ctx.fillRect(hx - hs, hy - hs, 2 * hs, 2 * hs);
-        ctx.strokeRect(hx - hs, hy - hs, 2 * hs, 2 * hs);
+      if (handles) {
+        const hs = 4 * dpr;
+        ctx.fillStyle = "#fff";
+        ctx.strokeStyle = "#000";
+        ctx.lineWidth = Math.max(1, dpr);
+        for (const p of handlePoints(bbox)) {
+          const [hx, hy] = imageToCanvas(editor.view, p.x, p.y).map((v) => v * dpr);
+          ctx.fillRect(hx - hs, hy - hs, 2 * hs, 2 * hs);
+          ctx.strokeRect(hx - hs, hy - hs, 2 * hs, 2 * hs);
+        }
+      }
+      if (a.polygon && editor.tool === "polygon" && !paintingThis) {
+        drawVertices(ctx, editor, a.polygon, dpr, { chosen: editor.polygonTool.selectedVertex(), color });
+      }
+      if (a.keypoints) {
+        drawKeypoints(ctx, editor, [a], dpr, colorOf, { radius: 4.5, selected: editor.keypointTool.selectedKeypoint() });
       }
     }
-    const d = editor.drag;
+    if (d && d.id === null && d.after && d.after.keypoints) {
+      drawKeypoints(ctx, editor, [d.after], dpr, colorOf, { radius: 4.5 });
+    }
+    if (editor.tool === "polygon" && editor.polygonTool.draft) this._drawDraft(ctx, editor, editor.polygonTool.draft);
+    if ((editor.tool === "brush" || editor.tool === "eraser") && editor.hover && editor.image) {
+      const [hx, hy] = imageToCanvas(editor.view, editor.hover[0], editor.hover[1]).map((v) => v * dpr);
+      const r = editor.brushTool.radius() * editor.view.scale * dpr;
+      ctx.lineWidth = Math.max(1, dpr);
+      for (const [color, grow] of [["#000", 1], ["#fff", 0]]) {
+        ctx.strokeStyle = color;
+        ctx.beginPath();
+        ctx.arc(hx, hy, r + grow * dpr, 0, 2 * Math.PI);
+        ctx.stroke();
+      }
+    }
     if (d && d.kind === "draw" && d.bbox) {
       const [x, y, w, h] = boxToCanvas(editor.view, d.bbox).map((v) => v * dpr);
       ctx.lineWidth = Math.max(1, Math.round(1.5 * dpr));
@@ -238,6 +300,56 @@ export class Renderer {
     }
   }
 }
+
+Renderer.prototype._drawPaint = function drawPaint(ctx, editor, d) {
+  const { width, height } = editor.image;
+  if (!this.paintLayer || this.paintLayer.width !== width || this.paintLayer.height !== height) {
+    this.paintLayer = this.createLayer(width, height);
+    this.paintDrag = null;
+  }
+  if (this.paintDrag !== d) {
+    // a new stroke: forget the last one's pixels
+    this.paintLayer.getContext("2d").clearRect(0, 0, width, height);
+    this.paintDrag = d;
+    d.dirty = unionRect(d.startRect, d.rect);
+  }
+  const color = colorFor(editor.categories, d.categoryId);
+  if (d.dirty) {
+    const [x0, y0, x1, y1] = d.dirty;
+    fillCanvas(this.paintLayer, d.full, width, [Math.max(0, x0), Math.max(0, y0), Math.min(width, x1), Math.min(height, y1)], color, 0.55);
+    d.dirty = null;
+  }
+  const shown = unionRect(d.startRect, d.rect);
+  if (!shown) return;
+  const [x0, y0, x1, y1] = [Math.max(0, shown[0]), Math.max(0, shown[1]), Math.min(width, shown[2]), Math.min(height, shown[3])];
+  if (x1 <= x0 || y1 <= y0) return;
+  ctx.setTransform(...deviceTransform(editor.view, this.dpr));
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(this.paintLayer, x0, y0, x1 - x0, y1 - y0, x0, y0, x1 - x0, y1 - y0);
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+};
+
+Renderer.prototype._drawDraft = function drawDraft(ctx, editor, draft) {
+  const dpr = this.dpr;
+  const pts = draft.points;
+  const to = (x, y) => imageToCanvas(editor.view, x, y).map((v) => v * dpr);
+  const color = colorFor(editor.categories, editor.category);
+  ctx.strokeStyle = color;
+  ctx.lineWidth = Math.max(1, Math.round(2 * dpr));
+  ctx.beginPath();
+  ctx.moveTo(...to(pts[0], pts[1]));
+  for (let i = 2; i < pts.length; i += 2) ctx.lineTo(...to(pts[i], pts[i + 1]));
+  ctx.stroke();
+  if (editor.hover) {
+    ctx.setLineDash([4 * dpr, 3 * dpr]);
+    ctx.beginPath();
+    ctx.moveTo(...to(pts[pts.length - 2], pts[pts.length - 1]));
+    ctx.lineTo(...to(editor.hover[0], editor.hover[1]));
+    ctx.stroke();
+    ctx.setLineDash([]);
+  }
+  drawVertices(ctx, editor, [pts], dpr, { chosen: pts.length >= 6 ? { ring: 0, index: 0 } : null, color });
+};
 
 function makeLayer(w, h) {
   if (typeof OffscreenCanvas !== "undefined") return new OffscreenCanvas(w, h);

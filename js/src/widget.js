@@ -7,9 +7,14 @@
 //           seq}) once per committed edit (mouse-up / key-up), never per mouse move
 //   in      msg:custom {type: "image", image_id, mime, ...} + one binary buffer holding the
 //           image file's bytes, cached per image id so a prefetched image shows at once
+//   in      msg:custom {type: "masks", masks: [{key, size, format, start, end, box?}]} + one
+//           buffer: each mask once, as RLE text or a PNG of its box (whichever is smaller);
+//           the annotations in `_boxes` name their mask by key. A mask painted here goes up
+//           as RLE inside its edit command and is known by its key without coming back.
 
 import { Editor, KEYMAP } from "./editor.js";
 import { clientToCanvas } from "./geometry.js";
+import { MaskStore, decodePngInBrowser } from "./mask_store.js";
 import { Renderer } from "./render.js";
 
 let seqCounter = 0; // page-wide, so the kernel's `acked` orders every view's edits
@@ -54,6 +59,7 @@ class ImageCache {
 }
 
 const caches = new WeakMap();
+const maskStores = new WeakMap();
 
 function cacheFor(model) {
   let cache = caches.get(model);
@@ -63,6 +69,23 @@ function cacheFor(model) {
   }
   return cache;
 }
+
+function masksFor(model) {
+  let store = maskStores.get(model);
+  if (!store) {
+    store = new MaskStore({ decodePng: decodePngInBrowser });
+    maskStores.set(model, store);
+  }
+  return store;
+}
+
+const TOOL_BUTTONS = [
+  ["box", "▭", "box tool (B)"],
+  ["polygon", "⬠", "polygon tool (P)"],
+  ["brush", "🖌", "mask brush (M)"],
+  ["eraser", "⌫", "mask eraser (E)"],
+  ["keypoints", "✛", "keypoints tool (K)"],
+];
 
 function h(tag, attrs = {}, children = []) {
   const node = document.createElement(tag);
@@ -77,7 +100,9 @@ function h(tag, attrs = {}, children = []) {
 
 function render({ model, el }) {
   const cache = cacheFor(model);
+  const masks = masksFor(model);
   const editor = new Editor({ now: () => performance.now() });
+  editor.masks = masks;
   const stats = { nextToDrawn: [], sent: 0, inputTimes: [] };
   let lastSent = 0;
   let lastAcked = model.get("_acked") || 0;
@@ -120,6 +145,16 @@ function render({ model, el }) {
     });
     select.addEventListener("keydown", (e) => e.stopPropagation());
   }
+  const tools = h("span", { class: "aw-tools" });
+  for (const [tool, label, title] of TOOL_BUTTONS) {
+    const b = btn(label, title, () => {
+      editor.setTool(tool);
+      renderer.invalidate();
+      refreshChrome();
+    });
+    b.dataset.tool = tool;
+    tools.append(b);
+  }
   const undoButton = btn("↶", "undo (Ctrl+Z)", () => key("z", { ctrl: true }));
   const redoButton = btn("↷", "redo (Ctrl+Shift+Z)", () => key("z", { ctrl: true, shift: true }));
   const toolbar = h("div", { class: "aw-toolbar" }, [
@@ -131,6 +166,7 @@ function render({ model, el }) {
     position,
     name,
     badge,
+    tools,
     classes,
     h("label", { class: "aw-threshold-label", text: "score ≥ " }, [thresholdInput, thresholdValue]),
     btn("−", "zoom out (-)", () => key("-")),
@@ -151,7 +187,8 @@ function render({ model, el }) {
     h("table", {}, [h("tbody", {}, helpRows)]),
   ]);
   const message = h("div", { class: "aw-message" });
-  const stage = h("div", { class: "aw-stage" }, [canvas, help, message]);
+  const hint = h("div", { class: "aw-hint" });
+  const stage = h("div", { class: "aw-stage" }, [canvas, help, message, hint]);
   // data-lm-suppress-shortcuts: JupyterLab leaves our keys alone while we have focus
   const root = h("div", { class: "aw-annotator", tabindex: "0", "data-lm-suppress-shortcuts": "true" }, [
     toolbar,
@@ -168,7 +205,13 @@ function render({ model, el }) {
     }
   };
   // for tests and benchmarks: the live objects behind this view
-  root.__annotator = { editor, renderer, stats, model, cache };
+  root.__annotator = { editor, renderer, stats, model, cache, masks };
+  editor.onToolChange = (tool) => {
+    if (model.get("tool") !== tool) {
+      model.set("tool", tool);
+      model.save_changes();
+    }
+  };
 
   // --------------------------------------------------------- kernel link
   function send(cmd) {
@@ -235,11 +278,27 @@ function render({ model, el }) {
       editor.adopt(model.get("_boxes") || [], { external });
     }
     lastAcked = acked;
+    askForMasks();
     renderer.invalidate();
     refreshChrome();
   }
 
+  /** Masks the annotations name but this page lost (evicted): the kernel sends them again. */
+  function askForMasks() {
+    const keys = masks.missing(editor.boxes);
+    if (keys.length && started) model.send({ type: "need_masks", keys });
+  }
+
   function onCustom(msg, buffers) {
+    if (msg && msg.type === "masks" && buffers && buffers.length) {
+      masks.receive(msg, buffers[0]).then(() => {
+        editor._changed(); // PNG masks decoded: redraw with them
+        renderer.invalidate();
+      });
+      editor._changed();
+      renderer.invalidate();
+      return;
+    }
     if (!msg || msg.type !== "image" || !buffers || !buffers.length) return;
     const blob = new Blob([buffers[0]], { type: msg.mime || "image/jpeg" });
     const current = editor.image ? editor.image.id : null;
@@ -272,6 +331,15 @@ function render({ model, el }) {
     ["change:can_undo", () => refreshChrome()],
     ["change:can_redo", () => refreshChrome()],
     ["change:height", () => resize()],
+    ["change:tool", () => {
+      editor.setTool(model.get("tool") || "box");
+      renderer.invalidate();
+      refreshChrome();
+    }],
+    ["change:mask_mode", () => {
+      editor.setMaskMode(model.get("mask_mode"));
+      refreshChrome();
+    }],
     ["msg:custom", onCustom],
   ];
   for (const [event, fn] of listeners) model.on(event, fn);
@@ -295,6 +363,10 @@ function render({ model, el }) {
     const text = editor.message || model.get("message") || "";
     message.textContent = text;
     message.hidden = !text;
+    const tip = editor.image ? editor.hint() : "";
+    hint.textContent = tip;
+    hint.hidden = !tip;
+    for (const b of tools.children) b.classList.toggle("aw-current", b.dataset.tool === editor.tool);
     if (editor.help) help.removeAttribute("hidden");
     else help.setAttribute("hidden", "");
     const folders = model.get("folders") || [];
@@ -353,7 +425,12 @@ function render({ model, el }) {
     } else {
       const [x, y] = toCanvas(e);
       canvas.style.cursor = editor.cursorAt(x, y);
+      if (editor.hoverAt({ x, y }).handled) renderer.invalidate();
     }
+  });
+  canvas.addEventListener("pointerleave", () => {
+    editor.pointerLeave();
+    renderer.invalidate();
   });
   const up = (e) => {
     if (!editor.drag) return;
@@ -424,6 +501,8 @@ function render({ model, el }) {
   // ------------------------------------------------------------- startup
   editor.setCategories(model.get("categories") || []);
   editor.setThreshold(model.get("threshold"));
+  editor.setTool(model.get("tool") || "box");
+  editor.setMaskMode(model.get("mask_mode"));
   resize();
   sync();
   model.send({ type: "ready" }); // the kernel (re)sends the current and the next image
