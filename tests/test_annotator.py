@@ -92,7 +92,9 @@ def test_opens_on_the_first_image_with_its_boxes_and_small_state(project):
     assert widget.image == first
     assert widget.position == [0, 40]
     assert widget.status == "reviewed"
-    assert widget.categories == [{"id": 1, "name": "raccoon", "color": "#4e79a7"}]
+    assert widget.categories == [
+        {"id": 1, "name": "raccoon", "color": "#4e79a7", "keypoints": [], "skeleton": []}
+    ]
     stored = project.annotations(first.id)
     assert [b["id"] for b in widget._boxes] == [a.id for a in stored]
     assert widget._boxes[0]["bbox"] == [round(v, 3) for v in stored[0].bbox]

@@ -1,10 +1,13 @@
-"""The Annotator: edit the boxes of one image at a time, on a canvas in the browser.
+"""The Annotator: edit the annotations of one image at a time, on a canvas in the browser.
 
-Every pointer and key event is handled by the front end (``js/``, built into
-``annowidget/static/annotator.js``). The kernel hears only committed edits, one message
-per mouse-up or key-up, applies each to the project store at once (autosave, logged with
-its duration) and echoes the saved state back through the traits. Images travel as their
-file's bytes in binary buffers (see ``_image_feed``); the next one is sent ahead.
+Boxes, polygons, pixel masks (instance or semantic) and keypoints, each with its tool (B, P,
+M brush / E eraser, K). Every pointer and key event is handled by the front end (``js/``,
+built into ``annowidget/static/annotator.js``). The kernel hears only committed edits, one
+message per mouse-up or key-up, applies each to the project store at once (autosave, logged
+with its duration) and echoes the saved state back through the traits. Images travel as
+their file's bytes in binary buffers (see ``_image_feed``); the next one is sent ahead.
+Masks travel as RLE text or PNG bytes in binary buffers, each once (see ``_masks``);
+polygons and keypoints as coordinate lists in the traits.
 
 What the notebook file keeps: the synced traits hold the current image's metadata and
 boxes only (no image bytes, no other image's labels), so a saved widget state stays small
@@ -24,8 +27,10 @@ import traitlets as t
 
 from annowidget.store import STATUSES, Annotation, Image, Project, ProjectError
 from annowidget.store.images import ImageError
+from annowidget.widgets._annotation_fields import shape_fields
 from annowidget.widgets._edit_history import EditHistory
 from annowidget.widgets._image_feed import ImageFeed
+from annowidget.widgets._masks import MaskFeed, compressed_rle, mask_key
 from annowidget.widgets._palette import category_color
 
 __all__ = ["Annotator"]
@@ -35,14 +40,21 @@ _STATIC = Path(__file__).parent.parent / "static"
 ALL = ""  # folder / status filter value meaning "no filter"
 _NAVIGATION = ("next", "previous", "next_unlabeled", "submit")
 _TODO = ("unlabeled", "predicted")
+TOOLS = ("box", "polygon", "brush", "eraser", "keypoints")
+MASK_MODES = ("instance", "semantic")
+_BATCHABLE = ("add", "update", "delete")
 
 
 class Annotator(anywidget.AnyWidget):
-    """A box editor on the images of a project, saving every change as it is made.
+    """An editor of boxes, polygons, masks and keypoints, saving every change as it is made.
+
+    ``tool`` is the active tool (``"box"``, ``"polygon"``, ``"brush"``, ``"eraser"``,
+    ``"keypoints"``; keys B P M E K in the widget). ``mask_mode="semantic"`` makes the brush
+    keep one mask per class, a pixel belonging to one class only.
 
     Example:
         >>> # from annowidget.widgets import Annotator
-        >>> # annotator = Annotator(project, folder="unlabeled")
+        >>> # annotator = Annotator(project, folder="unlabeled", tool="polygon")
         >>> # annotator                      # draw, fix, accept; every edit is saved
         >>> # annotator.next_unlabeled()     # or press Space / U in the widget
     """
@@ -68,6 +80,9 @@ class Annotator(anywidget.AnyWidget):
     folder = t.Unicode("").tag(sync=True)
     status_filter = t.Unicode("").tag(sync=True)
     folders = t.List(t.Unicode()).tag(sync=True)
+    # the editing tool and how the brush treats classes
+    tool = t.Enum(TOOLS, default_value="box").tag(sync=True)
+    mask_mode = t.Enum(MASK_MODES, default_value="instance").tag(sync=True)
 
     def __init__(
         self,
@@ -78,19 +93,30 @@ class Annotator(anywidget.AnyWidget):
         threshold: float = 0.5,
         max_side: int = 4096,
         height: int = 560,
+        tool: str = "box",
+        mask_mode: str = "instance",
         **kwargs: Any,
     ) -> None:
         if status is not None and status not in STATUSES:
             raise ProjectError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+        if tool not in TOOLS:
+            raise ProjectError(f"tool must be one of {', '.join(TOOLS)}; got {tool!r}")
+        if mask_mode not in MASK_MODES:
+            raise ProjectError(
+                f"mask_mode must be one of {', '.join(MASK_MODES)}; got {mask_mode!r}"
+            )
         self.project = project
         super().__init__(
             threshold=threshold,
             height=height,
             folder=folder or ALL,
             status_filter=status or ALL,
+            tool=tool,
+            mask_mode=mask_mode,
             **kwargs,
         )
         self._feed = ImageFeed(self._send_image, max_side=max_side)
+        self._masks = MaskFeed(self._send_image)
         self._history = EditHistory(project)
         self._client_ids: dict[str, int] = {}  # front-end ids of new boxes -> store ids
         self._change_callbacks: list[Callable[[dict[str, Any]], None]] = []
@@ -138,6 +164,11 @@ class Annotator(anywidget.AnyWidget):
         """Image bytes sent to the browser so far (not counting the small JSON messages)."""
         return self._feed.bytes_sent
 
+    @property
+    def mask_bytes_sent(self) -> int:
+        """Mask bytes sent to the browser so far (buffers and their JSON headers)."""
+        return self._masks.bytes_sent
+
     def _annotations(self, *, predictions: bool) -> list[Annotation]:
         if self._current is None:
             return []
@@ -159,7 +190,13 @@ class Annotator(anywidget.AnyWidget):
     def refresh_categories(self) -> None:
         """Re-read the project's categories (after ``project.add_category``)."""
         self.categories = [
-            {"id": c.id, "name": c.name, "color": category_color(c.id)}
+            {
+                "id": c.id,
+                "name": c.name,
+                "color": category_color(c.id),
+                "keypoints": list(c.keypoints),
+                "skeleton": [list(pair) for pair in c.skeleton],
+            }
             for c in self.project.categories()
         ]
 
@@ -253,20 +290,17 @@ class Annotator(anywidget.AnyWidget):
         image = self._current
         reverse = {v: k for k, v in self._client_ids.items()}
         boxes = []
+        masks: list[dict[str, Any]] = []
         if image is not None:
             for a in self.project.annotations(image.id):
-                box = {
-                    "id": a.id,
-                    "category_id": a.category_id,
-                    "bbox": [round(v, 3) for v in a.bbox],
-                    "score": a.score,
-                    "is_prediction": a.is_prediction,
-                }
+                box = _annotation_dict(a, masks)
                 if a.id in reverse:
                     box["client_id"] = reverse[a.id]
                 boxes.append(box)
             image = self.project.image(image.id)
             self._current = image
+        # the mask bytes go first: the boxes naming them find them there
+        self._masks.ensure(masks)
         with self.hold_sync():
             self._boxes = boxes
             self.status = image.status if image else ""
@@ -299,8 +333,9 @@ class Annotator(anywidget.AnyWidget):
     ) -> None:
         """Call ``callback(event)`` after each saved edit.
 
-        ``event`` is ``{"type": "add"|"update"|"delete"|"accept"|"accept_all"|"undo"|
-        "redo", "image_id": int, "annotation_ids": [int, ...]}``.
+        ``event`` is ``{"type": "add"|"update"|"delete"|"accept"|"accept_all"|"batch"|
+        "undo"|"redo", "image_id": int, "annotation_ids": [int, ...]}`` ("batch": several
+        masks changed by one semantic brush stroke).
 
         Example:
             >>> # annotator.on_change(lambda event: print(event["type"]))
@@ -338,47 +373,110 @@ class Annotator(anywidget.AnyWidget):
         return touched
 
     def _apply(self, image: Image, command: dict[str, Any]) -> list[int]:
+        """Check the whole command first, then apply it: a batch lands whole or not at all."""
+        kind = command.get("type")
+        if kind == "batch":
+            edits = command.get("edits")
+            if not isinstance(edits, list) or not edits:
+                raise ProjectError("batch: 'edits' must be a non-empty list")
+            if not all(isinstance(e, dict) and e.get("type") in _BATCHABLE for e in edits):
+                raise ProjectError(f"batch: every edit must be one of {', '.join(_BATCHABLE)}")
+            # the stroke's time is counted once, on its first edit
+            steps = [
+                self._plan(image, {**edit, "duration": command.get("duration") if i == 0 else None})
+                for i, edit in enumerate(edits)
+            ]
+        else:
+            steps = [self._plan(image, command)]
+        touched: list[int] = []
+        for step in steps:
+            touched += step()
+        return touched
+
+    def _plan(self, image: Image, command: dict[str, Any]) -> Callable[[], list[int]]:
+        """The checked edit, ready to run against the store; raises on bad input."""
         project = self.project
         kind = command.get("type")
         duration = _duration(command)
         if kind == "add":
-            bbox = _bbox(command.get("bbox"), image)
-            category = project.category(int(command["category_id"])).id
-            added = project.add_annotation(image.id, category, bbox, duration=duration)
+            category = project.category(int(command["category_id"]))
+            fields = shape_fields(command, image, category)
+            if "bbox" not in fields:
+                raise ProjectError("add: bbox is missing")
+            bbox = fields.pop("bbox")
             client_id = command.get("client_id")
-            if isinstance(client_id, str):
-                self._client_ids[client_id] = added.id
-            return [added.id]
+
+            def add() -> list[int]:
+                added = project.add_annotation(
+                    image.id, category.id, bbox, duration=duration, **fields
+                )
+                if isinstance(client_id, str):
+                    self._client_ids[client_id] = added.id
+                self._painted(command, added)
+                return [added.id]
+
+            return add
         if kind == "update":
             ann = self._own(image, command.get("id"))
-            fields: dict[str, Any] = {}
-            if "bbox" in command:
-                fields["bbox"] = _bbox(command["bbox"], image)
+            category_id = int(command.get("category_id", ann.category_id))
+            category = project.category(category_id)
+            fields = shape_fields(command, image, category)
             if "category_id" in command:
-                fields["category_id"] = project.category(int(command["category_id"])).id
+                fields["category_id"] = category.id
             if not fields:
-                raise ProjectError("update: nothing to change (expected bbox or category_id)")
-            project.update_annotation(ann.id, duration=duration, **fields)
-            return [ann.id]
+                raise ProjectError(
+                    "update: nothing to change (expected bbox, category_id, polygon, mask "
+                    "or keypoints)"
+                )
+            if (
+                isinstance(ann.segmentation, dict)
+                and "bbox" in fields
+                and "segmentation" not in fields
+            ):
+                raise ProjectError(f"the box of mask annotation {ann.id} follows its mask")
+
+            def update() -> list[int]:
+                updated = project.update_annotation(ann.id, duration=duration, **fields)
+                self._painted(command, updated)
+                return [ann.id]
+
+            return update
         if kind == "delete":
             ann = self._own(image, command.get("id"))
-            project.delete_annotation(ann.id, duration=duration)
-            return [ann.id]
+
+            def delete() -> list[int]:
+                project.delete_annotation(ann.id, duration=duration)
+                return [ann.id]
+
+            return delete
         if kind == "accept":
             ann = self._own(image, command.get("id"))
-            if not ann.is_prediction:
-                return []
-            project.accept_prediction(ann.id, duration=duration)
-            return [ann.id]
+
+            def accept() -> list[int]:
+                if not ann.is_prediction:
+                    return []
+                project.accept_prediction(ann.id, duration=duration)
+                return [ann.id]
+
+            return accept
         if kind == "accept_all":
             limit = float(command.get("threshold", self.threshold))
-            accepted = []
-            for ann in project.annotations(image.id, predictions=True):
-                if (ann.score or 0.0) >= limit:
-                    project.accept_prediction(ann.id)
-                    accepted.append(ann.id)
-            return accepted
+
+            def accept_all() -> list[int]:
+                accepted = []
+                for pending in project.annotations(image.id, predictions=True):
+                    if (pending.score or 0.0) >= limit:
+                        project.accept_prediction(pending.id)
+                        accepted.append(pending.id)
+                return accepted
+
+            return accept_all
         raise ProjectError(f"unknown edit {kind!r}")
+
+    def _painted(self, command: dict[str, Any], ann: Annotation) -> None:
+        """A mask the front end painted is there already: the echo names it, never resends it."""
+        if command.get("mask") is not None and isinstance(ann.segmentation, dict):
+            self._masks.hold(mask_key(ann.segmentation["size"], ann.segmentation["counts"]))
 
     def _own(self, image: Image, ref: Any) -> Annotation:
         """The annotation a command names (store id or front-end id), on the current image."""
@@ -400,12 +498,18 @@ class Annotator(anywidget.AnyWidget):
         kind = content.get("type")
         seq = content.get("seq")
         try:
-            if kind == "ready":  # a new view: it holds no image yet
+            if kind == "ready":  # a new view: it holds no image and no mask yet
                 self._feed.forget()
+                self._masks.forget()
                 if self._current is not None:
                     self._show(self._current)
             elif kind == "need_image":
                 self._resend(content.get("image_id"))
+            elif kind == "need_masks":  # the page dropped some: the republish resends them
+                keys = content.get("keys")
+                if isinstance(keys, list):
+                    self._masks.drop(k for k in keys if isinstance(k, str))
+                self._publish_boxes()
             elif kind in _NAVIGATION:
                 # outside hold_sync: the new image's traits must reach the browser before
                 # the bytes of the image after it (the prefetch)
@@ -462,18 +566,25 @@ def _image_dict(image: Image | None, scale: float) -> dict[str, Any]:
     }
 
 
-def _bbox(value: Any, image: Image) -> list[float]:
-    """A box from the front end, checked: four numbers, inside the image (1 px slack)."""
-    if not isinstance(value, list | tuple) or len(value) != 4:
-        raise ProjectError(f"bbox must be [x, y, w, h], got {value!r}")
-    x, y, w, h = (float(v) for v in value)
-    if w <= 0 or h <= 0:
-        raise ProjectError(f"bbox must have a positive size, got {value!r}")
-    if x < -1 or y < -1 or x + w > image.width + 1 or y + h > image.height + 1:
-        raise ProjectError(
-            f"bbox {value!r} is outside image {image.path} ({image.width}x{image.height})"
-        )
-    return [x, y, w, h]
+def _annotation_dict(a: Annotation, masks: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the front end gets for one annotation; its RLE mask, if any, joins ``masks``."""
+    box: dict[str, Any] = {
+        "id": a.id,
+        "category_id": a.category_id,
+        "bbox": [round(v, 3) for v in a.bbox],
+        "score": a.score,
+        "is_prediction": a.is_prediction,
+    }
+    seg = a.segmentation
+    if isinstance(seg, list) and seg:
+        box["polygon"] = [[round(float(v), 2) for v in ring] for ring in seg]
+    elif isinstance(seg, dict) and "counts" in seg:
+        rle = compressed_rle(seg)
+        masks.append(rle)
+        box["mask"] = {"key": mask_key(rle["size"], rle["counts"]), "size": rle["size"]}
+    if a.keypoints:
+        box["keypoints"] = [round(float(v), 2) for v in a.keypoints]
+    return box
 
 
 def _duration(command: dict[str, Any]) -> float | None:
