@@ -42,8 +42,10 @@ export class KeypointTool {
     }
   }
 
+  /** On a person, the keypoints are the handles; the box handles would sit on top of them. */
   get boxHandles() {
-    return true;
+    const sel = this.e.selected;
+    return !(sel && sel.keypoints && this.names(sel.category_id).length);
   }
 
   followsPointer() {

@@ -82,7 +82,7 @@ function masksFor(model) {
 const TOOL_BUTTONS = [
   ["box", "▭", "box tool (B)"],
   ["polygon", "⬠", "polygon tool (P)"],
-  ["brush", "🖌", "mask brush (M)"],
+  ["brush", "✎", "mask brush (M)"],
   ["eraser", "⌫", "mask eraser (E)"],
   ["keypoints", "✛", "keypoints tool (K)"],
 ];

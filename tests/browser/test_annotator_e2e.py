@@ -128,7 +128,9 @@ def test_draw_resize_relabel_accept_undo_land_in_the_sqlite_file(lab, page, labe
     assert project.annotations(2) == []
     assert project.annotations(3) == []
     assert project.image(1).status == "predicted"
-    actions = [a.action for a in project.actions(since_id=last_action)]
+    # "view" entries mark when an image was shown (the effort meter's clock), not edits
+    edits = [a for a in project.actions(since_id=last_action) if a.action != "view"]
+    actions = [a.action for a in edits]
     assert actions == [
         "add",
         "update",  # resize
@@ -139,7 +141,7 @@ def test_draw_resize_relabel_accept_undo_land_in_the_sqlite_file(lab, page, labe
         "set_status",
         "undo",
     ]
-    durations = [a.duration for a in project.actions(since_id=last_action)[:2]]
+    durations = [a.duration for a in edits[:2]]
     assert all(d is not None and d > 0 for d in durations)  # drags are timed
     # the widget shows the saved time and the canvas shows it again as a prediction
     assert page.locator(f"{ANNOTATOR} .aw-saved").inner_text().startswith("saved ")
@@ -172,7 +174,11 @@ def test_draw_resize_relabel_accept_undo_land_in_the_sqlite_file(lab, page, labe
     assert annotator["_image"]["id"] == 2
     assert annotator["_boxes"] == []  # image 2 has none; image 1's boxes are not in the file
     assert "/9j/" not in notebook.read_text()  # no base64 JPEG anywhere
-    assert notebook.stat().st_size < 64_000
+    # what grows with use stays small; the bundled front end (_esm, _css) is a fixed cost
+    fixed = len(json.dumps(annotator.get("_esm", ""))) + len(json.dumps(annotator.get("_css", "")))
+    rest = {k: v for k, v in annotator.items() if k not in ("_esm", "_css")}
+    assert len(json.dumps(rest)) < 4_000
+    assert notebook.stat().st_size - fixed < 40_000
 
     # reopening the notebook shows the same state, read from the store
     page.reload()
@@ -203,6 +209,7 @@ def test_notebook_7_draws_and_relabels(lab, page, labeled, screenshots):
     screenshots(page, "notebook7")
     assert page.locator(".jp-MarkdownCell").count() == 0
     assert [a.id for a in project.annotations(1)] == [added.id]
-    assert [a.action for a in project.actions(since_id=last_action)] == ["add", "update", "reject"]
-    assert project.actions(since_id=last_action)[-1].annotation_id == pred_id
+    edits = [a for a in project.actions(since_id=last_action) if a.action != "view"]
+    assert [a.action for a in edits] == ["add", "update", "reject"]
+    assert edits[-1].annotation_id == pred_id
     project.close()
