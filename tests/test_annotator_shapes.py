@@ -78,12 +78,22 @@ def disc(cx: int, cy: int, r: int) -> np.ndarray:
     return ((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r).astype(np.uint8)
 
 
-def decode_sent(header: dict, data: bytes) -> np.ndarray:
+def received(message: dict, buffer: bytes) -> dict[str, tuple[str, np.ndarray]]:
+    """The masks of one "masks" message as the page reads them: key -> (format, pixels)."""
+    out, start = {}, 0
+    for key, size_index, end, *box in message["masks"]:
+        size = message["sizes"][size_index]
+        out[key] = ("png" if box else "rle", decode_sent(size, box, buffer[start:end]))
+        start = end
+    return out
+
+
+def decode_sent(size: list[int], box: list[int], data: bytes) -> np.ndarray:
     """A mask as the page gets it: RLE text, or a PNG of its box placed back in the image."""
-    h, w = header["size"]
-    if header["format"] == "rle":
+    h, w = size
+    if not box:
         return mask_utils.decode({"size": [h, w], "counts": data})
-    x, y, bw, bh = header["box"]
+    x, y, bw, bh = box
     crop = np.asarray(PILImage.open(io.BytesIO(data)).convert("L")) > 127
     out = np.zeros((h, w), np.uint8)
     out[y : y + bh, x : x + bw] = crop
@@ -253,12 +263,12 @@ def test_predicted_masks_reach_the_page_once_in_a_binary_buffer_pixel_exact(proj
     wire = Wire(widget)
     Browser(widget).ready()
     [(message, buffer)] = wire.masks()
-    headers = message["masks"]
-    assert sorted(h["format"] for h in headers) == ["png", "rle"]
-    by_key = {h["key"]: decode_sent(h, buffer[h["start"] : h["end"]]) for h in headers}
+    assert message["sizes"] == [[H, W]]
+    by_key = received(message, buffer)
+    assert sorted(fmt for fmt, _ in by_key.values()) == ["png", "rle"]
     for pixels in (striped, round_one):
         rle = rle_of(pixels)
-        np.testing.assert_array_equal(by_key[mask_key(rle["size"], rle["counts"])], pixels)
+        np.testing.assert_array_equal(by_key[mask_key(rle["size"], rle["counts"])][1], pixels)
     # predictions show with their score; JSON carries no pixels
     assert sorted(b["score"] for b in widget._boxes) == [0.4, 0.9]
     assert len(json.dumps(widget._boxes)) < 600
@@ -266,9 +276,9 @@ def test_predicted_masks_reach_the_page_once_in_a_binary_buffer_pixel_exact(proj
     widget.reload()
     assert len(wire.masks()) == 1
     # the page dropped one: it asks, it gets that one again
-    key = headers[0]["key"]
+    key = next(iter(by_key))
     widget._handle_custom_msg({"type": "need_masks", "keys": [key]}, [])
-    assert [h["key"] for h in wire.masks()[-1][0]["masks"]] == [key]
+    assert [entry[0] for entry in wire.masks()[-1][0]["masks"]] == [key]
     # accepting a predicted mask keeps its pixels
     pred = next(b for b in widget._boxes if b["score"] == 0.9)
     Browser(widget)(type="accept", id=pred["id"])

@@ -146,7 +146,7 @@ class MaskFeed:
         >>> feed = MaskFeed(lambda msg, buffers: sent.append(len(msg["masks"])))
         >>> feed.forget()  # a view is listening
         >>> _ = feed.ensure([{"size": [2, 2], "counts": "22"}] * 2)
-        >>> sent
+        >>> sent  # one mask in one message: the second is the same mask
         [1]
     """
 
@@ -174,9 +174,16 @@ class MaskFeed:
             self._held.pop(key, None)
 
     def ensure(self, segmentations: Iterable[dict[str, Any]]) -> dict[str, str]:
-        """Send the masks the front end lacks, in one message; the key of every RLE given."""
+        """Send the masks the front end lacks, in one message; the key of every RLE given.
+
+        The message is ``{"type": "masks", "sizes": [[h, w], ...], "masks": [entry, ...]}``
+        with one buffer; an entry is ``[key, size index, end]`` for RLE text or
+        ``[key, size index, end, x, y, w, h]`` for a PNG of that box, its bytes running
+        from the previous entry's end. Short, because small masks are many.
+        """
         keys: dict[str, str] = {}
-        headers: list[dict[str, Any]] = []
+        sizes: list[list[int]] = []
+        entries: list[list[Any]] = []
         chunks: list[bytes] = []
         offset = 0
         for segmentation in segmentations:
@@ -188,12 +195,14 @@ class MaskFeed:
                     self._held.move_to_end(key)
                 continue
             header, data = self._encoded(key, rle)
-            headers.append({**header, "start": offset, "end": offset + len(data)})
-            chunks.append(data)
+            if rle["size"] not in sizes:
+                sizes.append(rle["size"])
             offset += len(data)
+            entries.append([key, sizes.index(rle["size"]), offset, *header.get("box", [])])
+            chunks.append(data)
             self._held[key] = None
-        if headers:
-            message = {"type": "masks", "masks": headers}
+        if entries:
+            message = {"type": "masks", "sizes": sizes, "masks": entries}
             self._send(message, [b"".join(chunks)])
             self.bytes_sent += offset + len(json.dumps(message, separators=(",", ":")))
             self._trim()

@@ -1,6 +1,7 @@
 // The masks a page holds, by content key (see mask.js maskKey), shared by the views of one
 // widget model. The kernel sends each mask once, as whichever is smaller of its RLE text and
 // a PNG of its bounding box, in one binary buffer per message; this store decodes them.
+// Message: {type: "masks", sizes: [[h, w], ...], masks: [entry, ...]}, see receive().
 
 import { decodeMask } from "./mask.js";
 
@@ -47,16 +48,20 @@ export class MaskStore {
   receive(msg, buffer) {
     const bytes = new Uint8Array(buffer.buffer ? buffer.buffer : buffer, buffer.byteOffset || 0, buffer.byteLength);
     const waits = [];
-    for (const item of msg.masks || []) {
-      const chunk = bytes.subarray(item.start, item.end);
-      if (item.format === "rle") {
-        this.set(item.key, decodeMask({ size: item.size, counts: textDecoder.decode(chunk) }));
-      } else if (item.format === "png" && this.decodePng) {
+    let start = 0;
+    // an entry: [key, size index, end] (RLE text) or [key, size index, end, x, y, w, h] (PNG)
+    for (const [key, sizeIndex, end, ...box] of msg.masks || []) {
+      const size = msg.sizes[sizeIndex];
+      const chunk = bytes.subarray(start, end);
+      start = end;
+      if (!box.length) {
+        this.set(key, decodeMask({ size, counts: textDecoder.decode(chunk) }));
+      } else if (this.decodePng) {
         const copy = chunk.slice(); // the message buffer may be reused
         const p = this.decodePng(copy, "image/png")
-          .then((img) => this.set(item.key, fromPixels(img, item.size, item.box)))
-          .finally(() => this.pending.delete(item.key));
-        this.pending.set(item.key, p);
+          .then((img) => this.set(key, fromPixels(img, size, box)))
+          .finally(() => this.pending.delete(key));
+        this.pending.set(key, p);
         waits.push(p);
       }
     }

@@ -7,7 +7,7 @@
 //           seq}) once per committed edit (mouse-up / key-up), never per mouse move
 //   in      msg:custom {type: "image", image_id, mime, ...} + one binary buffer holding the
 //           image file's bytes, cached per image id so a prefetched image shows at once
-//   in      msg:custom {type: "masks", masks: [{key, size, format, start, end, box?}]} + one
+//   in      msg:custom {type: "masks", sizes, masks: [[key, size index, end, box?]]} + one
 //           buffer: each mask once, as RLE text or a PNG of its box (whichever is smaller);
 //           the annotations in `_boxes` name their mask by key. A mask painted here goes up
 //           as RLE inside its edit command and is known by its key without coming back.
