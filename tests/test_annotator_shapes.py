@@ -377,6 +377,21 @@ def test_keypoints_are_placed_one_by_one_and_stored_per_coco(project):
     assert project.annotation(ann_id).keypoints == [100.0, 50.0, 2] + [0.0, 0.0, 0] * 3
 
 
+def test_keypoints_on_a_masked_person_leave_the_box_to_the_mask(project):
+    widget = Annotator(project)
+    browser = Browser(widget)
+    body = disc(300, 200, 50)
+    browser(type="add", client_id="c", category_id=2, bbox=[1, 1, 1, 1], mask=rle_of(body))
+    ann_id = project.annotations(1)[0].id
+    points = [300, 150, 2] + [0, 0, 0] * 3
+    browser(type="update", id=ann_id, bbox=[250, 150, 101, 101], keypoints=points)
+    ann = project.annotation(ann_id)
+    assert widget.message == ""
+    assert ann.keypoints[:3] == [300.0, 150.0, 2]
+    assert ann.bbox == (250.0, 150.0, 101.0, 101.0)  # the mask's, as before
+    assert ann.area == float(body.sum())
+
+
 def test_an_absent_keypoint_is_stored_at_zero(project):
     widget = Annotator(project)
     points = [100, 50, 2, 110, 40, 0, 0, 0, 0, 0, 0, 0]

@@ -428,12 +428,11 @@ class Annotator(anywidget.AnyWidget):
                     "update: nothing to change (expected bbox, category_id, polygon, mask "
                     "or keypoints)"
                 )
-            if (
-                isinstance(ann.segmentation, dict)
-                and "bbox" in fields
-                and "segmentation" not in fields
-            ):
-                raise ProjectError(f"the box of mask annotation {ann.id} follows its mask")
+            reshaped = "segmentation" in fields
+            if isinstance(ann.segmentation, dict) and "bbox" in fields and not reshaped:
+                if "keypoints" not in fields:
+                    raise ProjectError(f"the box of mask annotation {ann.id} follows its mask")
+                del fields["bbox"]  # keypoints placed on a masked object: its mask keeps the box
 
             def update() -> list[int]:
                 updated = project.update_annotation(ann.id, duration=duration, **fields)

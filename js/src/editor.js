@@ -298,7 +298,9 @@ export class Editor {
     if (special) return special;
     const hit = this.hitAt(ix, iy);
     if (!hit) return "crosshair";
-    return hit.part === "inside" ? "move" : HANDLE_CURSORS[hit.part];
+    if (hit.part !== "inside") return HANDLE_CURSORS[hit.part];
+    const a = this.boxes.find((b) => b.id === hit.id);
+    return a && a.mask ? "pointer" : "move"; // masks change by brush, not by dragging
   }
 
   // ------------------------------------------------------------------- view
