@@ -246,6 +246,7 @@ def fine_tune(project: Project, name: str, labeled: int, args: argparse.Namespac
         epochs=_epochs(labeled, args),
         batch_size=4,
         learning_rate=args.lr,
+        warmup_iters=args.warmup,  # not the whole first epoch: a short run is mostly epoch 1
         image_size=args.image_size,
         rois_per_image=128,
         eval_period=1000,  # no test folder: the next round's corrections score the model
@@ -303,8 +304,13 @@ def _progress(r: Round, cost: CostModel) -> str:
     machine = (
         f"; fine-tune {r.train_seconds:.0f} s, predict {r.predict_seconds:.1f} s" if r.model else ""
     )
-    per_image = r.ledger.seconds(cost) / r.ledger.images
-    return f"  round {r.number} ({what}): {per_image:.1f} s/image modelled{machine}"
+    ledger = r.ledger
+    per_image = ledger.seconds(cost) / ledger.images
+    return (
+        f"  round {r.number} ({what}): {per_image:.1f} s/image modelled; kept "
+        f"{ledger.accepted}, adjusted {len(ledger.adjusted)}, deleted {ledger.deleted}, "
+        f"drawn {ledger.drawn} of {ledger.boxes} boxes{machine}"
+    )
 
 
 # ---------------------------------------------------------------------- the report
@@ -394,11 +400,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--image-size", type=int, default=320)
     parser.add_argument("--threshold", type=float, default=0.5)
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--lr", type=float, default=0.005, help="0.01 diverged at 60 images")
+    parser.add_argument("--warmup", type=int, default=10, help="warm-up steps of each fine-tune")
     parser.add_argument(
-        "--steps-per-round", type=int, default=240, help="image-steps per fine-tune"
+        "--steps-per-round", type=int, default=200, help="image-steps per fine-tune"
     )
-    parser.add_argument("--min-epochs", type=int, default=2)
+    parser.add_argument("--min-epochs", type=int, default=1)
     parser.add_argument("--max-epochs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--seed", type=int, default=0)
