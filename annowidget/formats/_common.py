@@ -24,6 +24,7 @@ from tqdm import tqdm
 from annowidget.formats._report import ImportReport
 from annowidget.store import Project, ProjectError
 from annowidget.store.images import ImageError, probe_image
+from annowidget.store.project import image_filter
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 """File suffixes (lower case) that imports treat as images."""
@@ -282,20 +283,6 @@ def _stored_box_keys(project: Project, image_ids: Sequence[int]) -> set[tuple[An
     return keys
 
 
-def export_filter(
-    folders: str | Sequence[str] | None, status: str | Sequence[str] | None
-) -> tuple[str, list[Any]]:
-    """A ``WHERE`` clause on the ``images`` table (aliased ``i``) for an export's selection."""
-    clauses, args = [], []
-    for column, value in (("i.folder", folders), ("i.status", status)):
-        if value is None:
-            continue
-        values = [value] if isinstance(value, str) else list(value)
-        clauses.append(f"{column} IN ({','.join('?' * len(values))})")
-        args.extend(values)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
-
-
 def iter_export_rows(
     project: Project,
     folders: str | Sequence[str] | None,
@@ -313,7 +300,7 @@ def iter_export_rows(
     format an image with no object reads as "labeled, nothing here", which an image
     nobody has looked at is not.
     """
-    where, args = export_filter(folders, status)
+    where, args = image_filter(folders, status, table="i")
     prediction_clause = "" if include_predictions else " AND a.is_prediction = 0"
     labeled = (
         "(i.status = 'reviewed' OR EXISTS (SELECT 1 FROM annotations a "

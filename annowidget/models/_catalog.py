@@ -191,3 +191,18 @@ def _catalog() -> dict[str, BaseModel]:
 
 
 BASE_MODELS: dict[str, BaseModel] = _catalog()
+
+
+def base_model(name: str) -> BaseModel:
+    """The catalog entry called ``name``; a ``KeyError`` that lists the valid names otherwise.
+
+    Example:
+        >>> base_model("fasterrcnn_mobilenet_v2_fpn").task
+        'detection'
+    """
+    try:
+        return BASE_MODELS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown base model {name!r}: expected one of {', '.join(BASE_MODELS)}"
+        ) from None

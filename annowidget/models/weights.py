@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from annowidget.models._catalog import BASE_MODELS, OFFLINE_FOR_TASK, BaseModel
+from annowidget.models._catalog import BASE_MODELS, OFFLINE_FOR_TASK, BaseModel, base_model
 
 __all__ = [
     "OFFLINE_ENV",
@@ -77,15 +77,6 @@ def hub_checkpoints_dir() -> Path:
 def offline_mode() -> bool:
     """True when ``ANNOWIDGET_OFFLINE`` asks to never try a download."""
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _base(name: str) -> BaseModel:
-    try:
-        return BASE_MODELS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown base model {name!r}: expected one of {', '.join(BASE_MODELS)}"
-        ) from None
 
 
 def _sha256(path: Path) -> str:
@@ -163,7 +154,7 @@ def weights_available(base_model_name: str) -> bool:
         >>> weights_available("fasterrcnn_mobilenet_v2_fpn") in (True, False)
         True
     """
-    base = _base(base_model_name)
+    base = base_model(base_model_name)
     if (hub_checkpoints_dir() / base.weights_file).is_file():
         return True
     return base.offline and offline_weights_source() is not None
@@ -180,7 +171,7 @@ def require_weights(base_model_name: str) -> Path | None:
         >>> require_weights("fasterrcnn_mobilenet_v2_fpn").name
         'mobilenet_v2-b0353104.pth'
     """
-    base = _base(base_model_name)
+    base = base_model(base_model_name)
     directory = hub_checkpoints_dir()
     cached = directory / base.weights_file
     if cached.is_file():
@@ -195,4 +186,4 @@ def require_weights(base_model_name: str) -> Path | None:
 def missing_weights_error(base_model_name: str, cause: BaseException) -> MissingWeightsError:
     """The error to raise when torchvision's download of a base model's weights failed."""
     reason = f"{type(cause).__name__}: {cause}"
-    return MissingWeightsError(_base(base_model_name), hub_checkpoints_dir(), reason)
+    return MissingWeightsError(base_model(base_model_name), hub_checkpoints_dir(), reason)

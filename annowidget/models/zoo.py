@@ -21,6 +21,7 @@ from annowidget.models._catalog import (
     OFFLINE_FOR_TASK,
     PREFERRED_FOR_TASK,
     BaseModel,
+    base_model,
     torchvision_weights,
 )
 from annowidget.models._heads import replace_heads
@@ -76,15 +77,6 @@ _RCNN = frozenset(
 _DOWNLOAD_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, OSError)
 
 
-def _base(name: str) -> BaseModel:
-    try:
-        return BASE_MODELS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown base model {name!r}: expected one of {', '.join(BASE_MODELS)}"
-        ) from None
-
-
 def list_base_models(task: str | None = None) -> list[BaseModel]:
     """Base models in catalog order, optionally only those for ``task``.
 
@@ -104,7 +96,7 @@ def model_task(model_name: str) -> str:
         >>> model_task("lraspp_mobilenet_v3_large")
         'semantic_segmentation'
     """
-    return _base(model_name).task
+    return base_model(model_name).task
 
 
 def default_base_model(task: str) -> str:
@@ -194,7 +186,7 @@ def build_model(
         >>> m.roi_heads.box_predictor.cls_score.out_features
         3
     """
-    base = _base(name)
+    base = base_model(name)
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2 (background + 1), got {num_classes}")
     if base.task == "keypoints" and num_keypoints is None:
@@ -260,7 +252,7 @@ def build_pretrained(name: str) -> tuple[nn.Module, list[str]]:
         ...
         ValueError: 'fasterrcnn_mobilenet_v2_fpn' has no pretrained classes (ImageNet backbone only): fine-tune it first
     """  # noqa: E501
-    base = _base(name)
+    base = base_model(name)
     if base.offline:
         raise ValueError(
             f"{name!r} has no pretrained classes (ImageNet backbone only): fine-tune it first"

@@ -416,7 +416,7 @@ class Project:
         offset: int = 0,
     ) -> list[Image]:
         """Images ordered by id, filtered by folder(s) and status(es), one page at a time."""
-        where, args = _image_filter(folder, status)
+        where, args = image_filter(folder, status)
         sql = f"SELECT * FROM images{where} ORDER BY id"
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
@@ -430,7 +430,7 @@ class Project:
         status: str | Sequence[str] | None = None,
     ) -> int:
         """How many images match the filter (same filters as :meth:`images`)."""
-        where, args = _image_filter(folder, status)
+        where, args = image_filter(folder, status)
         return int(self._db.execute(f"SELECT COUNT(*) FROM images{where}", args).fetchone()[0])
 
     def folders(self) -> list[str]:
@@ -889,11 +889,23 @@ def _skeleton(skeleton: Sequence[Sequence[int]] | None) -> list[list[int]]:
     return [[int(a), int(b)] for a, b in (skeleton or [])]
 
 
-def _image_filter(
-    folder: str | Sequence[str] | None, status: str | Sequence[str] | None
+def image_filter(
+    folder: str | Sequence[str] | None,
+    status: str | Sequence[str] | None,
+    *,
+    table: str = "",
 ) -> tuple[str, list[Any]]:
+    """A ``WHERE`` clause selecting images by folder(s) and status(es), with its arguments.
+
+    ``table`` prefixes the columns when the ``images`` table is aliased in a join.
+
+    Example:
+        >>> image_filter("train", ["reviewed"], table="i")
+        (' WHERE i.folder IN (?) AND i.status IN (?)', ['train', 'reviewed'])
+    """
+    prefix = f"{table}." if table else ""
     clauses, args = [], []
-    for column, value in (("folder", folder), ("status", status)):
+    for column, value in ((f"{prefix}folder", folder), (f"{prefix}status", status)):
         if value is None:
             continue
         values = [value] if isinstance(value, str) else list(value)
