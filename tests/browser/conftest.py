@@ -33,7 +33,11 @@ def chromium() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(chromium) -> Iterator[Any]:
+def page(chromium, lab) -> Iterator[Any]:
+    # JupyterLab would reopen the last test's notebooks from its saved workspace (their
+    # widgets rendered from saved state, first in the page): each test starts with none
+    for saved in (lab.root.parent / "workspaces").glob("*.jupyterlab-workspace"):
+        saved.unlink()
     # devicePixelRatio 2: the canvas must stay crisp (backing store sized by DPR)
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=2)
     page = context.new_page()
