@@ -131,6 +131,12 @@ def shape_fields(command: dict[str, Any], image: Image, category: Category) -> d
 
     A mask or polygon decides the box and the area; keypoints keep the box sent with them.
     ``"polygon": None`` (a polygon painted over with the brush) drops the polygon.
+
+    Example:
+        >>> img = Image(1, "a.jpg", 100, 80, "", "", "unlabeled")
+        >>> cmd = {"bbox": [0, 0, 5, 5], "polygon": [[10, 10, 50, 10, 50, 30]]}
+        >>> shape_fields(cmd, img, Category(1, "cat"))["bbox"]
+        [10.0, 10.0, 40.0, 20.0]
     """
     fields: dict[str, Any] = {}
     if "bbox" in command:
