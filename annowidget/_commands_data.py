@@ -22,8 +22,8 @@ from annowidget.store import Project
 # annowidget.formats (pycocotools, PIL) is imported inside the handlers that need it, so
 # building the parser for `annowidget --help` stays quick.
 
-_IMPORT_FORMATS = ("coco", "voc", "yolo", "images")
-_EXPORT_FORMATS = ("coco", "voc", "yolo")
+_IMPORT_FORMATS = ("coco", "voc", "yolo", "masks", "images")
+_EXPORT_FORMATS = ("coco", "voc", "yolo", "masks")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,10 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     imp = subparsers.add_parser("import", help="import a dataset or a folder of images")
     imp.add_argument("project")
-    imp.add_argument("path", help="COCO JSON, VOC XML dir/file, YOLO labels dir, or image dir")
+    imp.add_argument(
+        "path", help="COCO JSON, VOC XML dir/file, YOLO labels or label maps dir, or image dir"
+    )
     imp.add_argument("--format", required=True, choices=_IMPORT_FORMATS)
     imp.add_argument(
-        "--images", metavar="DIR", help="where the dataset's images are (YOLO: required)"
+        "--images", metavar="DIR", help="where the dataset's images are (YOLO, masks: required)"
     )
     imp.add_argument(
         "--folder",
@@ -48,14 +50,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument(
         "--classes",
         metavar="FILE",
-        help="YOLO class names: classes.txt or a data YAML (default: classes.txt beside PATH)",
+        help="YOLO / label map class names: classes.txt or a data YAML "
+        "(default: classes.txt beside PATH)",
     )
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.set_defaults(handler=_import)
 
-    exp = subparsers.add_parser("export", help="export annotations as COCO, VOC or YOLO")
+    exp = subparsers.add_parser(
+        "export", help="export annotations as COCO, VOC, YOLO or PNG label maps (masks)"
+    )
     exp.add_argument("project")
-    exp.add_argument("out", help="COCO: the JSON file; VOC and YOLO: a directory")
+    exp.add_argument("out", help="COCO: the JSON file; VOC, YOLO and masks: a directory")
     exp.add_argument("--format", required=True, choices=_EXPORT_FORMATS)
     exp.add_argument(
         "--folder", action="append", metavar="NAME", help="only this folder (repeatable)"
@@ -95,7 +100,13 @@ def _yolo_classes(args: argparse.Namespace) -> Path:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from annowidget.formats import import_coco, import_images, import_voc, import_yolo
+    from annowidget.formats import (
+        import_coco,
+        import_images,
+        import_label_maps,
+        import_voc,
+        import_yolo,
+    )
 
     progress = not args.no_progress
     folder = args.folder or ("unlabeled" if args.format == "images" else "train")
@@ -107,6 +118,17 @@ def _import(args: argparse.Namespace) -> int:
         elif args.format == "voc":
             report = import_voc(
                 project, args.path, images_dir=args.images, folder=folder, progress=progress
+            )
+        elif args.format == "masks":
+            if not args.images:
+                raise CommandError("--images DIR is required with --format masks")
+            report = import_label_maps(
+                project,
+                args.path,
+                images_dir=args.images,
+                classes=_yolo_classes(args),
+                folder=folder,
+                progress=progress,
             )
         elif args.format == "yolo":
             if not args.images:
@@ -126,7 +148,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from annowidget.formats import export_coco, export_voc, export_yolo
+    from annowidget.formats import export_coco, export_label_maps, export_voc, export_yolo
 
     with Project.open(args.project) as project:
         if args.format == "coco":
@@ -139,6 +161,8 @@ def _export(args: argparse.Namespace) -> int:
             )
         elif args.format == "voc":
             counts = export_voc(project, args.out, folders=args.folder, status=args.status)
+        elif args.format == "masks":
+            counts = export_label_maps(project, args.out, folders=args.folder, status=args.status)
         else:
             counts = export_yolo(
                 project, args.out, folders=args.folder, status=args.status, segments=args.segments

@@ -1,4 +1,4 @@
-"""Dataset formats: COCO JSON, Pascal VOC XML, YOLO txt, and folders of plain images.
+"""Dataset formats: COCO JSON, Pascal VOC XML, YOLO txt, PNG label maps, and plain images.
 
 Every import returns an :class:`ImportReport`; a bad item (a file, a JSON entry, a label
 row) is skipped and named there while the rest of the dataset lands in the project.
@@ -15,6 +15,7 @@ from annowidget.formats._common import IMAGE_EXTENSIONS, FormatError
 from annowidget.formats._report import ImportReport
 from annowidget.formats.coco import export_coco, import_coco
 from annowidget.formats.folder import import_images
+from annowidget.formats.label_maps import export_label_maps, import_label_maps
 from annowidget.formats.voc import export_voc, import_voc
 from annowidget.formats.yolo import export_yolo, import_yolo
 
@@ -23,10 +24,12 @@ __all__ = [
     "FormatError",
     "ImportReport",
     "export_coco",
+    "export_label_maps",
     "export_voc",
     "export_yolo",
     "import_coco",
     "import_images",
+    "import_label_maps",
     "import_voc",
     "import_yolo",
     "load_classes",
