@@ -159,6 +159,11 @@ def test_run_returns_at_once_then_finishes_with_curves_and_a_new_name(project):
     assert panel.name.value == "model-2"
     assert (project.models_dir / "model-1" / WEIGHTS_FILE).is_file()
 
+    panel.name.value = "raccoons-7"
+    panel.run()
+    panel.wait(timeout=120)
+    assert panel.name.value == "raccoons-1"  # the first free name of the same series
+
 
 def test_many_events_make_one_figure_update(project):
     # A pump that never ticks again after the first one: wait() drains everything at once.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import queue
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -395,7 +396,9 @@ class TrainingPanel(widgets.VBox):
             text = f"failed: {html.escape(reason)}"  # the reason says which epoch was kept
         self._set_state(state)
         self._show(state, text)
-        self.name.value = next_model_name(self.project)  # this one is taken now
+        # this name is taken now: offer the next one in the same series (raccoon-2 -> raccoon-3)
+        stem = re.sub(r"-\d+$", "", event.model_name if event is not None else "") or "model"
+        self.name.value = next_model_name(self.project, stem)
         for callback in list(self._finished_callbacks):
             try:
                 callback(event)
