@@ -248,3 +248,18 @@ def test_default_base_model_prefers_cached_coco_weights_else_offline() -> None:
     assert default_base_model("detection") == "fasterrcnn_mobilenet_v3_large_fpn"
     assert default_base_model("keypoints") == "keypointrcnn_mobilenet_v2_fpn"
     assert zoo.OFFLINE_FOR_TASK["keypoints"] == "keypointrcnn_mobilenet_v2_fpn"
+
+
+def test_zero_trainable_layers_freezes_the_offline_backbone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    from annowidget.models.weights import seed_offline_weights
+
+    seed_offline_weights()
+    frozen = build_model(
+        "fasterrcnn_mobilenet_v2_fpn", 2, pretrained=True, trainable_backbone_layers=0
+    )
+    body = frozen.backbone.body
+    assert not any(p.requires_grad for p in body.parameters())
+    assert all(p.requires_grad for p in frozen.roi_heads.parameters())

@@ -35,8 +35,13 @@ def _anchors() -> AnchorGenerator:
     return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
 
 
+def _trainable(layers: int | None) -> int:
+    # 0 is a real choice (a frozen backbone), so only None falls back to the default.
+    return DEFAULT_TRAINABLE_LAYERS if layers is None else layers
+
+
 def _fpn_backbone(pretrained: bool, trainable_layers: int | None, frozen: bool) -> nn.Module:
-    layers = _STAGES if not pretrained else (trainable_layers or DEFAULT_TRAINABLE_LAYERS)
+    layers = _STAGES if not pretrained else _trainable(trainable_layers)
     return mobilenet_backbone(
         backbone_name="mobilenet_v2",
         fpn=True,
@@ -87,7 +92,7 @@ def _lraspp(
     low = stage_indices[-2] - 1
     high = len(features) - 1
     if pretrained:
-        layers = trainable_layers or DEFAULT_TRAINABLE_LAYERS
+        layers = _trainable(trainable_layers)
         freeze_before = [*stage_indices, high][_STAGES - layers] if layers else len(features)
         for block in features[:freeze_before]:
             block.requires_grad_(False)
