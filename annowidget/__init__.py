@@ -19,6 +19,16 @@ _EXPORTS = {
     "Project": "annowidget.store",
     "ProjectError": "annowidget.store",
     "sample_project": "annowidget.sample",
+    "Annotator": "annowidget.widgets",
+    "Gallery": "annowidget.widgets",
+    "TrainingPanel": "annowidget.widgets",
+    "PredictPanel": "annowidget.widgets",
+    "LabelingApp": "annowidget.widgets",
+    "EffortPanel": "annowidget.widgets",
+    "Trainer": "annowidget.train",
+    "Hyperparameters": "annowidget.train",
+    "ModelRegistry": "annowidget.models",
+    "predict_images": "annowidget.models",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -1,4 +1,4 @@
-"""The notebook widgets: Annotator, Gallery, TrainingPanel, PredictPanel and LabelingApp.
+"""The notebook widgets: Annotator, Gallery, TrainingPanel, PredictPanel, EffortPanel, LabelingApp.
 
 Each is loaded on first use (plotly and torch take seconds to import).
 
@@ -18,6 +18,7 @@ _EXPORTS = {
     "TrainingPanel": "annowidget.widgets.training_panel",
     "PredictPanel": "annowidget.widgets.predict_panel",
     "LabelingApp": "annowidget.widgets.app",
+    "EffortPanel": "annowidget.widgets.effort_panel",
 }
 
 __all__ = list(_EXPORTS)
