@@ -53,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="YOLO / label map class names: classes.txt or a data YAML "
         "(default: classes.txt beside PATH)",
     )
+    imp.add_argument(
+        "--void-category",
+        metavar="NAME",
+        help="masks: keep void pixels (255) as a crowd mask of this category (default: unlabeled)",
+    )
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.set_defaults(handler=_import)
 
@@ -128,6 +133,7 @@ def _import(args: argparse.Namespace) -> int:
                 images_dir=args.images,
                 classes=_yolo_classes(args),
                 folder=folder,
+                void_category=args.void_category,
                 progress=progress,
             )
         elif args.format == "yolo":

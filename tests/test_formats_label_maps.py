@@ -283,3 +283,26 @@ def test_coco_instance_masks_export_as_training_reads_them(tmp_path: Path) -> No
     for png in sorted((tmp_path / "maps").glob("*.png")):
         before, after = read_label_map(png), read_label_map(tmp_path / "again" / png.name)
         assert np.array_equal(before, after), png.name
+
+
+def test_the_cli_imports_and_exports_label_maps(
+    masks: dict[str, np.ndarray],
+    tmp_path: Path,
+    images: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from annowidget.cli import main
+
+    project = str(tmp_path / "cli-project")
+    assert main(["init", project, "--images", str(images)]) == 0
+    args = ["import", project, str(tmp_path / "masks"), "--format", "masks"]
+    assert main([*args, "--images", str(images), "--void-category", "void", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "3 images added, 0 already in the project, 12 annotations added, 4 categories" in out
+    assert main(["export", project, str(tmp_path / "out"), "--format", "masks"]) == 0
+    assert "exported 3 images, 12 annotations, 4 classes" in capsys.readouterr().out
+    for stem, values in masks.items():
+        assert np.array_equal(read_label_map(tmp_path / "out" / f"{stem}.png"), values), stem
+    assert main([*args, "--images", str(images)]) == 0  # classes.txt found beside the maps
+    assert main(["import", project, str(tmp_path / "masks"), "--format", "masks"]) == 1
+    assert "--images DIR is required with --format masks" in capsys.readouterr().err
