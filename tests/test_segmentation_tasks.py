@@ -24,9 +24,11 @@ from pycocotools import mask as mask_utils
 
 from annowidget.cli import main as cli
 from annowidget.formats import export_label_maps, import_coco
+from annowidget.models import ModelRegistry
+from annowidget.models.predict import predict_images
 from annowidget.models.weights import OFFLINE_ENV, offline_weights_source, seed_offline_weights
 from annowidget.store import Project
-from annowidget.train import coco_eval
+from annowidget.train import Hyperparameters, Trainer, coco_eval
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 COCO128 = DATA / "coco128"
@@ -387,3 +389,73 @@ def test_lraspp_trains_on_png_label_maps_reports_miou_and_predicts_masks(
         assert p.area == mask.sum() > 0
         assert 0.0 <= p.score <= 1.0
     assert len({(p.image_id, p.category_id) for p in predictions}) == len(predictions)
+
+    # DeepLabV3 (its COCO weights cannot be fetched here: random init) through the same
+    # Trainer, registry and smart prediction, on the same label maps.
+    with Project.open(project) as opened:
+        hp = Hyperparameters(
+            epochs=1, batch_size=3, image_size=96, num_threads=1, device="cpu", eval_period=1
+        )
+        trainer = Trainer(
+            opened,
+            "people-deeplab",
+            task="semantic_segmentation",
+            base_model="deeplabv3_mobilenet_v3_large",
+            hyperparameters=hp,
+            pretrained=False,
+        )
+        deeplab = trainer.run()
+        assert trainer.status == "finished", trainer.reason
+        assert 0.0 < deeplab.metrics[-1]["mIoU"] <= 1.0
+        entry = next(e for e in ModelRegistry(opened).list() if e.name == "people-deeplab")
+        assert (entry.kind, entry.task, entry.ready) == ("trained", "semantic_segmentation", True)
+        again = predict_images(opened, "people-deeplab", folder="test", threshold=0.0)
+        assert (again.images, again.failed) == (3, [])
+        kept = opened.annotations(predictions=True)
+        assert len(kept) == again.predictions
+        assert all(p.source == "model:people-deeplab" for p in kept)  # replaced, not added
+        assert all(p.segmentation["size"] == sizes[p.image_id] for p in kept)
+
+
+# ------------------------------------------------------------------------ the full version
+
+SLOW_EPOCHS = 8
+
+
+@needs_coco128
+@pytest.mark.slow
+def test_mask_rcnn_on_all_of_coco128_from_the_cli(
+    tmp_path: Path, offline_env: dict[str, str]
+) -> None:
+    """All 128 coco128 train images (80 classes, polygons and crowd RLEs), 102 to train and
+    26 to test, a few epochs from the ImageNet backbone; prints the segm AP it reaches."""
+    project = str(tmp_path / "p")
+    _run("init", project, "--images", str(IMAGES), env=offline_env)
+    _run("import", project, str(COCO_JSON), "--format", "coco", "--no-progress", env=offline_env)
+    _run("split", project, "--ratio", "0.8", "--seed", "0", env=offline_env)
+    card = json.loads(
+        _run(
+            *("train", project, "--name", "coco128-seg", "--task", "instance_segmentation"),
+            *("--base", "maskrcnn_mobilenet_v2_fpn", "--epochs", str(SLOW_EPOCHS)),
+            *("--image-size", "320", "--batch-size", "4", "--lr", "0.02"),
+            *("--gamma-epochs", "6", "--eval-period", "2", "--device", "cpu", "--json"),
+            env=offline_env,
+        )
+    )
+    assert card["status"] == "finished", card["status_reason"]
+    metrics = json.loads(
+        _run(
+            *("evaluate", project, "--model", "coco128-seg", "--folder", "test"),
+            *("--device", "cpu", "--json"),
+            env=offline_env,
+        )
+    )
+    for row in card["metrics"]:
+        print(
+            f"epoch {row['epoch']}: segm AP {row['AP']:.4f} AP50 {row['AP50']:.4f}, "
+            f"bbox AP {row['bbox']['AP']:.4f} AP50 {row['bbox']['AP50']:.4f}, "
+            f"person segm AP50 {row['per_class_AP50']['person']:.4f}"
+        )
+    assert (metrics["iou_type"], metrics["images"]) == ("segm", 26)
+    assert metrics["AP"] == card["metrics"][-1]["AP"]
+    assert metrics["per_class_AP50"]["person"] > 0.0  # the most frequent class is found

@@ -90,9 +90,9 @@ def read_label_map(path: str | os.PathLike[str]) -> np.ndarray:
             values = np.asarray(image)
     except FormatError:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, PILImage.DecompressionBombError) as exc:
         raise FormatError(f"{file}: cannot read the label map ({exc})") from exc
-    return values.astype(np.int64) if values.dtype == bool else values
+    return values.astype(np.uint8) if values.dtype == bool else values
 
 
 def _encode(mask: np.ndarray) -> dict[str, Any]:
