@@ -3,6 +3,7 @@ finish, stop, NaN loss, data errors, edits while it runs, the card in the regist
 
 from __future__ import annotations
 
+import csv
 import threading
 from pathlib import Path
 
@@ -380,3 +381,53 @@ def test_every_task_trains_evaluates_and_reloads(
     model, _ = ModelRegistry(project).load("t")  # strict load into the rebuilt architecture
     weights = load_state_dict(project.models_dir / "t" / "weights.safetensors")
     assert _same_weights(model.state_dict(), weights)
+
+
+RACCOON = Path(__file__).parents[1].parent / "shared" / "data" / "raccoon"
+
+
+def _raccoon_subset(root: Path, train: int, test: int) -> Project:
+    """The first ``train`` / ``test`` images of the raccoon dataset's own split, with boxes."""
+    project = Project.create(root, images_root=RACCOON / "images")
+    raccoon = project.add_category("raccoon")
+    for folder, limit in (("train", train), ("test", test)):
+        rows: dict[str, list[list[float]]] = {}
+        sizes: dict[str, tuple[int, int]] = {}
+        with open(RACCOON / "data" / f"{folder}_labels.csv", newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row["filename"] not in rows and len(rows) == limit:
+                    continue
+                x0, y0, x1, y1 = (float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+                rows.setdefault(row["filename"], []).append([x0, y0, x1 - x0, y1 - y0])
+                sizes[row["filename"]] = (int(row["width"]), int(row["height"]))
+        ids = project.add_images_bulk(
+            {"path": n, "width": sizes[n][0], "height": sizes[n][1], "folder": folder} for n in rows
+        )
+        project.add_annotations_bulk(
+            (i, {"category_id": raccoon.id, "bbox": box})
+            for i, boxes in zip(ids, rows.values(), strict=True)
+            for box in boxes
+        )
+    return project
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not RACCOON.is_dir(), reason=f"raccoon dataset not found at {RACCOON}")
+def test_imagenet_backbone_beats_random_init_on_real_raccoons(tmp_path: Path) -> None:
+    """A small version of benchmarks/bench_transfer.py: same model, data and epochs."""
+    seed_offline_weights()
+    project = _raccoon_subset(tmp_path / "raccoon", train=64, test=20)
+    hp = _hp(epochs=2, batch_size=4, image_size=192, learning_rate=0.0025, rois_per_image=64)
+    scores = {}
+    for pretrained in (True, False):
+        trainer = Trainer(
+            project,
+            f"pretrained-{pretrained}",
+            base_model="fasterrcnn_mobilenet_v2_fpn",
+            hyperparameters=hp,
+            pretrained=pretrained,
+        )
+        card = trainer.run()
+        assert trainer.status == "finished", trainer.reason
+        scores[pretrained] = card.metrics[-1]["AP50"]
+    assert scores[True] > scores[False] + 0.2, scores
