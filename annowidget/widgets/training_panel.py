@@ -351,15 +351,14 @@ class TrainingPanel(widgets.VBox):
         if trainer is None:
             return 0
         with self._drain_lock:
-            events: list[TrainingEvent] = []
-            while True:
-                try:
-                    events.append(trainer.events.get_nowait())
-                except queue.Empty:
-                    break
-            for event in events:
-                self.history.add(event)
-            final = self.history.final
+            events = _take_all(trainer.events)
+            final = self._add(events)
+            if final is None and self.state in _ACTIVE and not _alive(trainer):
+                # The thread may have queued its last event just before it ended: read once
+                # more before concluding that it ended without a result.
+                late = _take_all(trainer.events)
+                events += late
+                final = self._add(late)
             if final is None and self.state in _ACTIVE and not _alive(trainer):
                 # the thread ended without saying how: should not happen, but never hang
                 final = FailedEvent(reason="the training thread ended without a result")
@@ -367,6 +366,11 @@ class TrainingPanel(widgets.VBox):
             if events or final is not None:
                 self._render(final_now=final is not None and self.state in _ACTIVE)
             return len(events)
+
+    def _add(self, events: list[TrainingEvent]) -> FinishedEvent | FailedEvent | None:
+        for event in events:
+            self.history.add(event)
+        return self.history.final
 
     def _render(self, *, final_now: bool) -> None:
         history = self.history
@@ -496,3 +500,13 @@ def _alive(trainer: Trainer) -> bool:
 def _plain(exc: Exception) -> bool:
     """Our own validation errors read well as they are; others get their type name."""
     return type(exc) is ValueError or type(exc).__name__ in {"ProjectError", "MissingWeightsError"}
+
+
+def _take_all(events: queue.Queue[TrainingEvent]) -> list[TrainingEvent]:
+    """Everything waiting in ``events`` right now, without blocking."""
+    taken: list[TrainingEvent] = []
+    while True:
+        try:
+            taken.append(events.get_nowait())
+        except queue.Empty:
+            return taken
