@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SAMPLE := projects/sample
 
-.PHONY: setup frontend weights sample quickstart test test-js test-py test-slow lint bench clean
+.PHONY: setup frontend weights sample quickstart test test-js test-py test-slow lint bench bench-long clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,15 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check annowidget tests benchmarks
 	$(VENV)/bin/ruff format --check annowidget tests benchmarks
 
+# The quick benchmarks (a few minutes); bench-long adds the real fine-tunes (30+ minutes).
+LONG_BENCH := benchmarks/bench_transfer.py benchmarks/bench_effort.py
+
 bench: $(VENV)/.installed
-	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
+	for script in $(filter-out $(LONG_BENCH),$(wildcard benchmarks/bench_*.py)); do \
+		$(PY) $$script || exit 1; done
+
+bench-long: $(VENV)/.installed
+	for script in $(LONG_BENCH); do $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) js/node_modules test-output

@@ -82,7 +82,9 @@ class DetectionAugment:
 
     Example:
         >>> image = tv_tensors.Image(torch.zeros(3, 8, 8, dtype=torch.uint8))
-        >>> boxes = tv_tensors.BoundingBoxes([[0, 0, 2, 2]], format="XYXY", canvas_size=(8, 8))
+        >>> boxes = tv_tensors.BoundingBoxes(
+        ...     [[0.0, 0.0, 2.0, 2.0]], format="XYXY", canvas_size=(8, 8)
+        ... )
         >>> out, target = DetectionAugment(flip_p=1.0, photometric_p=0.0)(image, {"boxes": boxes})
         >>> target["boxes"].tolist()
         [[6.0, 0.0, 8.0, 2.0]]
