@@ -31,11 +31,12 @@ def _click_tile(app: LabelingApp, slot: int) -> None:
     )
 
 
-def test_one_line_builds_the_four_widgets_over_one_project(project):
+def test_one_line_builds_the_widgets_over_one_project(project):
     app = LabelingApp(project.root)  # a path works too
-    assert [app.tabs.get_title(i) for i in range(4)] == list(TABS)
-    assert app.tabs.children == (app.annotator, app.gallery, app.training, app.predict)
-    for widget in (app.annotator, app.gallery, app.training, app.predict):
+    assert [app.tabs.get_title(i) for i in range(len(TABS))] == list(TABS)
+    widgets = (app.annotator, app.gallery, app.training, app.predict, app.effort)
+    assert app.tabs.children == widgets
+    for widget in widgets:
         assert widget.project.root == project.root
     assert "40 images" in app.summary.value
     assert "10 unlabeled" in app.summary.value
@@ -122,3 +123,19 @@ def test_a_missing_widget_module_says_so(monkeypatch):
     monkeypatch.setitem(aw._EXPORTS, "Ghost", "annowidget.widgets.ghost")
     with pytest.raises(ImportError, match=r"annowidget\.widgets\.Ghost is not available"):
         aw.Ghost  # noqa: B018
+
+
+def test_the_effort_tab_counts_the_edits_made_in_the_annotator(project):
+    app = LabelingApp(project)
+
+    def drawn() -> int:
+        return sum(r.drawn_from_scratch for r in app.effort.rounds if r.model is None)
+
+    before = drawn()
+    image = project.images(folder="unlabeled")[0]
+    app.annotator.goto(image)
+    project.add_annotation(image.id, project.category("raccoon").id, [10, 10, 50, 50])
+    app.show("Review")
+    assert drawn() == before  # the log is read when the Effort tab is shown, not per edit
+    app.show("Effort")
+    assert drawn() == before + 1

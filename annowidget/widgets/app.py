@@ -1,6 +1,6 @@
-"""The LabelingApp: Annotator, Gallery, TrainingPanel and PredictPanel over one project.
+"""The LabelingApp: Annotator, Gallery, TrainingPanel, PredictPanel and EffortPanel.
 
-It only wires the four together; each keeps its own logic:
+It only wires them together over one project; each keeps its own logic:
 
 - a click in the Gallery opens that image in the Annotator (and shows the Label tab);
 - the Gallery re-reads the store when its tab is shown after edits or predictions;
@@ -8,6 +8,8 @@ It only wires the four together; each keeps its own logic:
 - the PredictPanel's "selected images" are the Gallery's selection, or else the image open
   in the Annotator; when a prediction run is done the Annotator shows its predictions
   (its score filter, and the Gallery's, follow the run's threshold);
+- the Effort tab re-reads the action log when it is shown, so each round's seconds per
+  image and share of predictions accepted unchanged sit next to the training curves;
 - the header repeats the training progress (linked in the browser, no kernel round trip),
   so a run can be watched from any tab.
 """
@@ -22,13 +24,14 @@ import ipywidgets as widgets
 
 from annowidget.store import Image, Project
 from annowidget.train.hyperparameters import Hyperparameters
+from annowidget.widgets.effort_panel import EffortPanel
 from annowidget.widgets.gallery import Gallery
 from annowidget.widgets.predict_panel import PredictPanel
 from annowidget.widgets.training_panel import TrainingPanel
 
 __all__ = ["TABS", "LabelingApp"]
 
-TABS: tuple[str, ...] = ("Label", "Review", "Train", "Predict")
+TABS: tuple[str, ...] = ("Label", "Review", "Train", "Predict", "Effort")
 
 
 class LabelingApp(widgets.VBox):
@@ -67,7 +70,10 @@ class LabelingApp(widgets.VBox):
             threshold=threshold,
             interval=interval,
         )
-        self.tabs = widgets.Tab([self.annotator, self.gallery, self.training, self.predict])
+        self.effort = EffortPanel(project, threshold=threshold)
+        self.tabs = widgets.Tab(
+            [self.annotator, self.gallery, self.training, self.predict, self.effort]
+        )
         for index, title in enumerate(TABS):
             self.tabs.set_title(index, title)
         self._gallery_stale = False
@@ -110,7 +116,8 @@ class LabelingApp(widgets.VBox):
         return [image.id] if image is not None else []
 
     def show(self, tab: str) -> None:
-        """Switch to a tab by title (``"Label"``, ``"Review"``, ``"Train"``, ``"Predict"``)."""
+        """Switch to a tab by title (``"Label"``, ``"Review"``, ``"Train"``, ``"Predict"``,
+        ``"Effort"``)."""
         if tab not in TABS:
             raise ValueError(f"tab must be one of {', '.join(TABS)}; got {tab!r}")
         self.tabs.selected_index = TABS.index(tab)
@@ -128,6 +135,8 @@ class LabelingApp(widgets.VBox):
         if change["new"] == TABS.index("Review") and self._gallery_stale:
             self._gallery_stale = False
             self.gallery.refresh()
+        if change["new"] == TABS.index("Effort"):
+            self.effort.refresh()
         self._update_summary()
 
     def _on_predicted(self, report: Any) -> None:
