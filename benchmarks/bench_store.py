@@ -4,8 +4,10 @@ Builds a synthetic project through the bulk APIs (no image files: sizes and chec
 given), then prints:
 
 - open: ``Project.open`` plus the first query (the first page of images); target < 1 s;
-- page: one gallery page, ``images(limit=100, offset=...)`` plus ``annotations_for``,
-  at offsets spread over the project; target < 50 ms;
+- page: one gallery page, ``images(limit=100, ...)`` plus ``annotations_for``: jumps to
+  offsets spread over the project, and "next page" by key (``after_id``) from those same
+  places; target < 50 ms (p95 of 30 pages each: single pages are at the mercy of the
+  machine's other load);
 - export: ``export_coco`` of the whole project, as a ratio to ``json.dump`` of the same
   dict (read back from the exported file) into a file, measured in the same run; target
   <= 1.5x. ``json.dumps`` (C encoder, one string) + write is printed as a second, stricter
@@ -82,17 +84,25 @@ def time_open(path: Path) -> float:
     return elapsed
 
 
-def time_pages(project: Project, n_images: int, pages: int = 30) -> list[float]:
-    offsets = [round(i * (n_images - 100) / (pages - 1)) for i in range(pages)]
-    times = []
+def time_pages(project: Project, n_images: int, pages: int = 30) -> dict[str, list[float]]:
+    offsets = [round(i * (n_images - 200) / (pages - 1)) for i in range(pages)]
+    times: dict[str, list[float]] = {"offset": [], "next": []}
     for offset in offsets:
         start = time.perf_counter()
         images = project.images(limit=100, offset=offset)
         by_image = project.annotations_for([image.id for image in images])
-        times.append(time.perf_counter() - start)
-        if len(images) != 100 or len(by_image) != 100:
+        times["offset"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        following = project.images(limit=100, after_id=images[-1].id)
+        project.annotations_for([image.id for image in following])
+        times["next"].append(time.perf_counter() - start)
+        if len(images) != 100 or len(by_image) != 100 or len(following) != 100:
             raise RuntimeError(f"page at offset {offset} has {len(images)} images")
     return times
+
+
+def p95(values: list[float]) -> float:
+    return sorted(values)[max(0, round(0.95 * len(values)) - 1)]
 
 
 def time_export(project: Project, root: Path) -> dict[str, float]:
@@ -135,13 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         exported = time_export(project, root)
         project.close()
 
-    page_ms = [t * 1000 for t in pages]
     ratio = exported["export"] / exported["dump"]
     print(f"open (Project.open + first page)   {open_s * 1000:8.1f} ms   target < 1000 ms")
-    print(
-        f"page of 100 images + annotations   {statistics.median(page_ms):8.1f} ms median, "
-        f"{max(page_ms):.1f} ms max over {len(page_ms)} offsets   target < 50 ms"
-    )
+    page_p95 = {}
+    for kind, label in (("offset", "jump to an offset"), ("next", "next page (after_id)")):
+        ms = [t * 1000 for t in pages[kind]]
+        page_p95[kind] = p95(ms)
+        print(
+            f"page of 100 + annotations, {label:<21}{statistics.median(ms):6.1f} ms median, "
+            f"{page_p95[kind]:.1f} ms p95, {max(ms):.1f} ms max   target < 50 ms"
+        )
     print(
         f"COCO export ({exported['images']:,} images, {exported['annotations']:,} annotations)"
         f"  {exported['export']:.2f} s"
@@ -152,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         f"export / (json.dumps + write)       {exported['export'] / exported['dumps']:.2f}x"
         "   (C encoder, stricter baseline)"
     )
-    ok = open_s < 1.0 and max(page_ms) < 50 and ratio <= 1.5
+    ok = open_s < 1.0 and max(page_p95.values()) < 50 and ratio <= 1.5
     print("all targets met" if ok else "TARGET MISSED")
     return 0 if ok else 1
 

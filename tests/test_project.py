@@ -218,6 +218,8 @@ def test_pages_of_images_come_with_their_annotations(project: Project) -> None:
         project.add_annotation(image_id, cat.id, [0, 0, image_id, 1])
     page = project.images(limit=10, offset=10)
     assert [i.id for i in page] == ids[10:20]
+    assert project.images(limit=10, after_id=page[-1].id) == project.images(limit=10, offset=20)
+    assert project.images(folder="unlabeled", after_id=ids[-2]) == [project.image(ids[-1])]
     annotations = project.annotations_for([i.id for i in page])
     assert all(annotations[i.id][0].bbox[2] == i.id for i in page)
 

@@ -414,9 +414,20 @@ class Project:
         status: str | Sequence[str] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        after_id: int | None = None,
     ) -> list[Image]:
-        """Images ordered by id, filtered by folder(s) and status(es), one page at a time."""
+        """Images ordered by id, filtered by folder(s) and status(es), one page at a time.
+
+        ``after_id`` pages by key (the images after that id): unlike ``offset``, its cost
+        does not grow with how far into the project the page is.
+
+        Example:
+            >>> # page = project.images(limit=100, after_id=previous_page[-1].id)
+        """
         where, args = image_filter(folder, status)
+        if after_id is not None:
+            where = (where + " AND " if where else " WHERE ") + "id > ?"
+            args.append(int(after_id))
         sql = f"SELECT * FROM images{where} ORDER BY id"
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
