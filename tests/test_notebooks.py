@@ -64,7 +64,7 @@ def test_quickstart_runs_the_whole_loop(tmp_path, monkeypatch):
     sample = tmp_path / "sample"
     notebook = _execute("01_quickstart.ipynb", tmp_path, monkeypatch, ANNOWIDGET_SAMPLE=str(sample))
     text = _text(notebook)
-    assert "finished - trained 1 epochs" in text
+    assert "finished - trained 1 epoch" in text
     assert "boxes on 10 images" in text
     assert "'reviewed': 40" in text  # every unlabeled image corrected
     assert "model-1: trained on ['train'], test AP50" in text

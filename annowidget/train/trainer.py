@@ -396,7 +396,8 @@ class Trainer:
             self._checkpoint(state, evaluate=True)
         weights = self.registry.save_weights(self.name, state.best)
         if state.epoch == hp.epochs:
-            self._finish(state, "finished", f"trained {hp.epochs} epochs", weights)
+            plural = "" if hp.epochs == 1 else "s"
+            self._finish(state, "finished", f"trained {hp.epochs} epoch{plural}", weights)
         else:
             self._finish(
                 state,
