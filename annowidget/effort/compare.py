@@ -31,7 +31,7 @@ from torch import nn
 
 from annowidget.models._catalog import BASE_MODELS
 from annowidget.models.card import ModelCard
-from annowidget.models.predict import _label_map
+from annowidget.models.predict import category_mapping
 from annowidget.models.registry import ModelRegistry
 from annowidget.store import Project
 from annowidget.train import engine
@@ -378,7 +378,7 @@ def _evaluate(
     dataset = SnapshotDataset.from_snapshot(
         project, snapshot, task="detection", image_size=_input_size(card)
     )
-    to_project = _label_map(project, card, add_categories=False)
+    to_project = category_mapping(project, card)
     mapping = {
         label: dataset.labels[category]
         for label, category in to_project.items()

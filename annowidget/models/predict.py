@@ -62,8 +62,17 @@ def _resolve(
     return net.to(device), card
 
 
-def _label_map(project: Any, card: ModelCard, add_categories: bool) -> dict[int, int]:
-    """Model label -> project category id, matching names case-insensitively."""
+def category_mapping(
+    project: Any, card: ModelCard, *, add_categories: bool = False
+) -> dict[int, int]:
+    """Model label -> project category id, matching names case-insensitively.
+
+    A COCO-pretrained model's ``person`` lands on the project's ``Person``; classes the
+    project lacks are left out (or created, with ``add_categories``).
+
+    Example:
+        >>> # category_mapping(project, ModelRegistry(project).card("round-1")) -> {1: 1}
+    """
     by_name = {c.name.lower(): c.id for c in project.categories()}
     mapping: dict[int, int] = {}
     for index, name in enumerate(card.categories):
@@ -190,7 +199,7 @@ def predict_images(
     net.eval()
     report = PredictionReport(model=card.name)
     images = _select(project, image_ids, folder, unlabeled)
-    label_map = _label_map(project, card, add_categories)
+    label_map = category_mapping(project, card, add_categories=add_categories)
     names = {c.id: c.name for c in project.categories()}
     source = f"model:{card.name}"
     sizes = _semantic_size(card) if card.task == "semantic_segmentation" else None
