@@ -27,8 +27,11 @@ weights: $(VENV)/.installed
 sample: $(VENV)/.installed
 	@test -f $(SAMPLE)/project.sqlite || $(VENV)/bin/annowidget sample $(SAMPLE)
 
+# Jupyter refuses to run as root unless told: containers and lab machines often are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 quickstart: setup sample
-	ANNOWIDGET_SAMPLE=$(abspath $(SAMPLE)) $(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb
+	ANNOWIDGET_SAMPLE=$(abspath $(SAMPLE)) $(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/01_quickstart.ipynb
 
 test-js:
 	@if command -v node >/dev/null; then npm test --prefix js; else echo "node not found: skipping JS unit tests"; fi
