@@ -20,8 +20,15 @@ from annowidget.store.images import decode_for_model
 SIZE = 64
 
 
-# Every test gets an empty hub cache, one thread, a fixed seed and never a download.
-pytestmark = pytest.mark.usefixtures("isolated_hub")
+@pytest.fixture(autouse=True)
+def _isolated_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("ANNOWIDGET_OFFLINE", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
