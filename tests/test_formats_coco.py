@@ -505,3 +505,29 @@ def test_images_dir_resolves_file_names(tmp_path: Path, images: Path) -> None:
         report = import_coco(project, write(tmp_path / "a.json", data), images_dir=nested)
         assert report.skipped == []
         assert [image.path for image in project.images()] == ["sub/000000000009.jpg"]
+
+
+def test_a_nul_byte_in_file_name_skips_that_image_not_the_import(
+    project: Project, tmp_path: Path
+) -> None:
+    data = small_coco()
+    data["images"][1]["file_name"] = "000000000025\x00.jpg"
+    report = import_coco(project, write(tmp_path / "a.json", data))
+    assert report.skipped == [
+        ("images[1]", "'file_name' '000000000025\\x00.jpg' contains a NUL byte"),
+        ("annotations[2]", "image_id 11 is not an image of the file"),
+    ]
+    assert (report.images_added, report.annotations_added) == (2, 3)
+
+
+def test_backslashes_in_file_name_are_read_as_slashes(
+    project: Project, tmp_path: Path, images: Path
+) -> None:
+    (images / "sub").mkdir()
+    shutil.move(images / "000000000025.jpg", images / "sub" / "000000000025.jpg")
+    data = small_coco()
+    data["images"][1]["file_name"] = "sub\\000000000025.jpg"  # as Windows tools write it
+    report = import_coco(project, write(tmp_path / "a.json", data))
+    assert report.skipped == []
+    assert project.image_by_path("sub/000000000025.jpg") is not None
+    assert report.annotations_added == 4

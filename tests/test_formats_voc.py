@@ -7,6 +7,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from annowidget.formats import export_voc, import_voc
@@ -171,3 +172,55 @@ def test_export_leaves_out_unlabeled_images_and_predictions(
         "raccoon-2.xml",
         "raccoon-3.xml",
     ]
+
+
+@pytest.mark.parametrize("width", ["inf", "-inf", "nan", "1e400", "-5", "wide"])
+def test_a_declared_size_that_is_not_a_size_skips_that_file_only(
+    small: tuple[Project, Path, Path], width: str
+) -> None:
+    project, images, xml = small
+    shutil.copy(RACCOON / "images" / "raccoon-4.jpg", images)
+    objects = OBJECT.format(1, 2, 30, 40, name="raccoon")
+    (xml / "raccoon-4.xml").write_text(
+        XML.format(name="raccoon-4.jpg", width=width, height=183, objects=objects)
+    )
+    report = import_voc(project, xml)
+    assert report.skipped == [
+        ("raccoon-4.xml", f"<size><width> must be a number of pixels, got {width!r}")
+    ]
+    assert (report.images_added, report.annotations_added) == (3, 3)
+
+
+def test_a_declared_size_of_zero_means_unknown(small: tuple[Project, Path, Path]) -> None:
+    project, images, xml = small
+    shutil.copy(RACCOON / "images" / "raccoon-4.jpg", images)
+    objects = OBJECT.format(1, 2, 30, 40, name="raccoon")
+    (xml / "raccoon-4.xml").write_text(
+        XML.format(name="raccoon-4.jpg", width=0, height=0, objects=objects)
+    )
+    report = import_voc(project, xml)
+    assert (report.skipped, report.warnings) == ([], [])
+    assert (report.images_added, report.annotations_added) == (4, 4)
+
+
+@pytest.mark.parametrize("corner", ["nan", "inf", "-inf"])
+def test_non_finite_box_corners_skip_the_object(
+    small: tuple[Project, Path, Path], corner: str
+) -> None:
+    project, images, xml = small
+    shutil.copy(RACCOON / "images" / "raccoon-4.jpg", images)
+    objects = "\n".join(
+        [OBJECT.format(corner, 2, 30, 40, name="raccoon"), OBJECT.format(1, 2, 30, 40, name="a")]
+    )
+    (xml / "raccoon-4.xml").write_text(
+        XML.format(name="raccoon-4.jpg", width=275, height=183, objects=objects)
+    )
+    report = import_voc(project, xml)
+    assert report.skipped == [
+        (
+            "raccoon-4.xml object[0]",
+            f"<bndbox> needs numeric xmin, ymin, xmax, ymax; got {[corner, '2', '30', '40']}",
+        )
+    ]
+    assert report.annotations_added == 4
+    assert all(np.isfinite(a.bbox).all() for a in project.annotations())

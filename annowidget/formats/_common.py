@@ -108,7 +108,7 @@ def _existing_images(project: Project, paths: Sequence[str]) -> dict[str, tuple[
 def _probe(path: Path) -> Any:
     try:
         return probe_image(path)
-    except (ImageError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # ImageError, and ValueError for a NUL in the path
         return exc
 
 

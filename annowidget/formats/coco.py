@@ -131,6 +131,11 @@ def _images(data: dict[str, Any], images_dir: Path, report: ImportReport) -> dic
         if not isinstance(name, str) or not name.strip():
             report.skip(item, "'file_name' must be a non-empty string")
             continue
+        if "\x00" in name:
+            report.skip(item, f"'file_name' {name!r} contains a NUL byte")
+            continue
+        # Windows tools write "sub\a.jpg": on POSIX that is one odd name, never found.
+        name = name.replace("\\", "/")
         item = f"images[{index}] ({name})"
         if id_ in first:
             report.skip(item, f"duplicate image id {id_} (first at images[{first[id_]}])")
@@ -224,7 +229,8 @@ def import_coco(
 ) -> ImportReport:
     """Import a COCO JSON file: its categories (matched by name), images and annotations.
 
-    ``file_name`` is relative to ``images_dir`` (the project's images root by default).
+    ``file_name`` is relative to ``images_dir`` (the project's images root by default);
+    backslashes in it are read as ``/``.
     Bad categories, images and annotations are skipped and named in the report; boxes
     poking out of their image are clipped and reported; the rest is imported. Imported
     images are ``reviewed`` (a person labeled them) and go to ``folder``.

@@ -8,6 +8,7 @@ tools that write VOC treat the numbers as plain pixel coordinates). ``pose``,
 
 from __future__ import annotations
 
+import math
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -47,17 +48,23 @@ def _text(element: ET.Element, tag: str) -> str | None:
     return None if child is None or child.text is None else child.text.strip()
 
 
-def _size(root: ET.Element) -> tuple[int | None, int | None]:
+def _size(root: ET.Element) -> tuple[int | None, int | None] | str:
+    """The declared ``(width, height)`` (None where missing or 0), or why it is bad."""
     size = root.find("size")
     values = []
     for tag in ("width", "height"):
         text = None if size is None else _text(size, tag)
         try:
-            value = int(float(text)) if text else None
+            value = float(text) if text else 0.0
         except ValueError:
-            value = None
-        values.append(value if value and value > 0 else None)  # some tools write 0
+            value = math.nan
+        if not (math.isfinite(value) and 0 <= value <= _MAX_SIDE):
+            return f"<size><{tag}> must be a number of pixels, got {text!r}"
+        values.append(int(value) or None)  # some tools write 0: "unknown", the file decides
     return values[0], values[1]
+
+
+_MAX_SIDE = 1 << 20  # far above any real image; keeps int() and the size check sane
 
 
 def _read_objects(root: ET.Element, item: str, report: ImportReport) -> list[dict[str, Any]]:
@@ -75,6 +82,8 @@ def _read_objects(root: ET.Element, item: str, report: ImportReport) -> list[dic
         try:
             xmin, ymin, xmax, ymax = (float(_text(box, tag) or "") for tag in _CORNERS)
         except ValueError:
+            xmin = math.nan
+        if not all(map(math.isfinite, (xmin, ymin, xmax, ymax))):
             texts = [_text(box, tag) for tag in _CORNERS]
             report.skip(where, f"<bndbox> needs numeric xmin, ymin, xmax, ymax; got {texts}")
             continue
@@ -133,7 +142,11 @@ def import_voc(
         if not filename:
             report.skip(item, "missing <filename>")
             continue
-        width, height = _size(root)
+        size = _size(root)
+        if isinstance(size, str):
+            report.skip(item, size)
+            continue
+        width, height = size
         image_path = directory / filename
         stored = _text(root, "path")
         if not image_path.exists() and stored and not Path(stored).is_absolute():
