@@ -26,6 +26,7 @@ from annowidget.formats._common import (
     resolve_images,
 )
 from annowidget.formats._masks import check_segmentation, mask_area
+from annowidget.formats._memory import read_json_bytes
 from annowidget.formats._report import ImportReport
 from annowidget.store import Project
 
@@ -43,13 +44,21 @@ def _type_name(value: Any) -> str:
 def load_coco_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a COCO file; ``FormatError`` names the file and the line/column of bad JSON.
 
+    A file that would not fit in memory once parsed is refused before parsing.
+
     Example:
         >>> load_coco_json("instances.json")["images"][0]["file_name"]  # doctest: +SKIP
         '000000000009.jpg'
     """
     file = Path(path)
     try:
-        data = json.loads(file.read_bytes())
+        data = json.loads(read_json_bytes(file, FormatError))
+    except MemoryError:
+        # The estimate is a guess: a limit it did not see (overcommit off, another
+        # process growing) still ends here, as one line instead of a traceback.
+        raise FormatError(f"{file}: out of memory while reading it") from None
+    except OSError as exc:
+        raise FormatError(f"{file}: cannot read: {exc.strerror or exc}") from exc
     except json.JSONDecodeError as exc:
         raise FormatError(
             f"{file}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
