@@ -73,6 +73,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exp.add_argument("--status", action="append", help="only images with this status")
     exp.add_argument("--predictions", action="store_true", help="COCO: include pending predictions")
     exp.add_argument("--segments", action="store_true", help="YOLO: write polygons")
+    exp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="VOC, YOLO, masks: replace a folder that has files, whole (default: refuse)",
+    )
     exp.set_defaults(handler=_export)
 
     split = subparsers.add_parser("split", help="split reviewed images into train/test")
@@ -166,12 +171,21 @@ def _export(args: argparse.Namespace) -> int:
                 include_predictions=args.predictions,
             )
         elif args.format == "voc":
-            counts = export_voc(project, args.out, folders=args.folder, status=args.status)
+            counts = export_voc(
+                project, args.out, folders=args.folder, status=args.status, overwrite=args.overwrite
+            )
         elif args.format == "masks":
-            counts = export_label_maps(project, args.out, folders=args.folder, status=args.status)
+            counts = export_label_maps(
+                project, args.out, folders=args.folder, status=args.status, overwrite=args.overwrite
+            )
         else:
             counts = export_yolo(
-                project, args.out, folders=args.folder, status=args.status, segments=args.segments
+                project,
+                args.out,
+                folders=args.folder,
+                status=args.status,
+                segments=args.segments,
+                overwrite=args.overwrite,
             )
     details = ", ".join(f"{value} {key}" for key, value in counts.items())
     print(f"exported {details} to {args.out}")

@@ -35,6 +35,7 @@ from annowidget.formats._common import (
     progress_bar,
     resolve_images,
 )
+from annowidget.formats._export import check_category_names, staged_directory
 from annowidget.formats._report import ImportReport
 from annowidget.formats.folder import find_images
 from annowidget.store import Project
@@ -274,6 +275,7 @@ def export_label_maps(
     folders: str | Sequence[str] | None = None,
     status: str | Sequence[str] | None = None,
     ignore_index: int = 255,
+    overwrite: bool = False,
 ) -> dict[str, int]:
     """Write ``out_dir/<image path>.png`` label maps and ``out_dir/classes.txt``.
 
@@ -281,6 +283,8 @@ def export_label_maps(
     semantic model's labels are. Masks are painted as training reads them: larger objects
     first so smaller ones stay visible, boxes without a mask as their box, ``iscrowd``
     regions as ``ignore_index``. Images not reviewed yet with no annotation get no file.
+    The folder appears complete or not at all; one that has files is replaced whole,
+    only with ``overwrite``. A category name with a control character raises first.
 
     Example:
         >>> export_label_maps(project, "label_maps", folders="train")  # doctest: +SKIP
@@ -293,28 +297,29 @@ def export_label_maps(
         )
     if not 0 < int(ignore_index) <= 255:
         raise FormatError(f"ignore_index must be between 1 and 255, got {ignore_index!r}")
-    out = Path(out_dir).absolute()
-    out.mkdir(parents=True, exist_ok=True)
+    check_category_names(((c.id, c.name) for c in categories), "label map")
     value = {category.id: index + 1 for index, category in enumerate(categories)}
     lines = [BACKGROUND, *(c.name for c in categories)]
-    (out / "classes.txt").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     with project._read():
         images, annotations = iter_export_rows(project, folders, status, include_predictions=False)
         by_image = {
             image_id: list(rows) for image_id, rows in groupby(annotations(), key=lambda r: r[0])
         }
     written = count = 0
-    for image_id, path, width, height, _status in images:
-        label_map = np.zeros((height, width), dtype=np.uint8)
-        rows = sorted(by_image.get(image_id, []), key=lambda r: -r[11])  # by area, stable
-        for _, _, category_id, x, y, w, h, segmentation, _kps, _n, crowd, _area, _s in rows:
-            mask = _decode_segmentation(segmentation, (x, y, w, h), height, width)
-            label_map[mask] = ignore_index if crowd else value[category_id]
-            count += 1
-        image = PILImage.fromarray(label_map)  # "L"; a palette makes it "P", same values
-        image.putpalette(_PALETTE)
-        target = out / Path(path).with_suffix(".png")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        image.save(target, format="PNG")
-        written += 1
+    protect = (project.root, project.images_root)
+    with staged_directory(out_dir, overwrite=overwrite, protect=protect) as out:
+        (out / "classes.txt").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        for image_id, path, width, height, _status in images:
+            label_map = np.zeros((height, width), dtype=np.uint8)
+            rows = sorted(by_image.get(image_id, []), key=lambda r: -r[11])  # by area, stable
+            for _, _, category_id, x, y, w, h, segmentation, _kps, _n, crowd, _a, _s in rows:
+                mask = _decode_segmentation(segmentation, (x, y, w, h), height, width)
+                label_map[mask] = ignore_index if crowd else value[category_id]
+                count += 1
+            image = PILImage.fromarray(label_map)  # "L"; a palette makes it "P", same values
+            image.putpalette(_PALETTE)
+            target = out / Path(path).with_suffix(".png")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            image.save(target, format="PNG")
+            written += 1
     return {"images": written, "annotations": count, "classes": len(categories)}

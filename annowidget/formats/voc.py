@@ -26,6 +26,7 @@ from annowidget.formats._common import (
     iter_export_rows,
     resolve_images,
 )
+from annowidget.formats._export import check_category_names, staged_directory, unwritable_text
 from annowidget.formats._report import ImportReport
 from annowidget.store import Project
 
@@ -189,52 +190,68 @@ def export_voc(
     *,
     folders: str | Sequence[str] | None = None,
     status: str | Sequence[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, int]:
     """Write one Pascal VOC XML file per image under ``out_dir`` (mirroring image paths).
 
     Only boxes are written (VOC has no polygons or keypoints); predictions waiting for
-    review are left out. Images not reviewed yet with no annotation get no file.
+    review are left out. Images not reviewed yet with no annotation get no file. The
+    folder appears complete or not at all; one that has files is replaced whole, only
+    with ``overwrite``. A category name or image path with a control character (which
+    XML cannot hold) raises ``FormatError`` before anything is written.
 
     Example:
         >>> export_voc(project, "voc", folders="train")  # doctest: +SKIP
         {'images': 160, 'annotations': 174}
     """
-    out = Path(out_dir).absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    names = {category.id: category.name for category in project.categories()}
+    categories = project.categories()
+    check_category_names(((c.id, c.name) for c in categories), "Pascal VOC")
+    names = {category.id: category.name for category in categories}
     written = boxes = 0
     with project._read():
         images, annotations = iter_export_rows(project, folders, status, include_predictions=False)
         by_image = {
             image_id: list(rows) for image_id, rows in groupby(annotations(), key=lambda r: r[0])
         }
-    for image_id, path, width, height, _status in images:
-        rows = by_image.get(image_id, [])
-        root = ET.Element("annotation")
-        ET.SubElement(root, "folder").text = Path(path).parent.name or "."
-        ET.SubElement(root, "filename").text = Path(path).name
-        ET.SubElement(root, "path").text = path
-        source = ET.SubElement(root, "source")
-        ET.SubElement(source, "database").text = "annowidget"
-        size = ET.SubElement(root, "size")
-        ET.SubElement(size, "width").text = str(width)
-        ET.SubElement(size, "height").text = str(height)
-        ET.SubElement(size, "depth").text = "3"
-        ET.SubElement(root, "segmented").text = "0"
-        for _, _, category_id, x, y, w, h, *_rest in rows:
-            obj = ET.SubElement(root, "object")
-            ET.SubElement(obj, "name").text = names[category_id]
-            ET.SubElement(obj, "pose").text = "Unspecified"
-            ET.SubElement(obj, "truncated").text = "0"
-            ET.SubElement(obj, "difficult").text = "0"
-            box = ET.SubElement(obj, "bndbox")
-            for tag, value in zip(_CORNERS, (x, y, x + w, y + h), strict=True):
-                ET.SubElement(box, tag).text = _number(value)
-            boxes += 1
-        ET.indent(root, space="\t")
-        target = out / Path(path).with_suffix(".xml")
-        # Plain writes: one fsync per file would make big exports crawl.
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(ET.tostring(root, encoding="utf-8", xml_declaration=False))
-        written += 1
+    for _id, path, *_rest in images:
+        if why := unwritable_text(path):
+            raise FormatError(f"image {path!r} {why}: a Pascal VOC XML file cannot hold it")
+    protect = (project.root, project.images_root)
+    with staged_directory(out_dir, overwrite=overwrite, protect=protect) as out:
+        for image_id, path, width, height, _status in images:
+            root = _annotation_xml(path, width, height, by_image.get(image_id, []), names)
+            boxes += len(root.findall("object"))
+            target = out / Path(path).with_suffix(".xml")
+            # Plain writes: one fsync per file would make big exports crawl.
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(ET.tostring(root, encoding="utf-8", xml_declaration=False))
+            written += 1
     return {"images": written, "annotations": boxes}
+
+
+def _annotation_xml(
+    path: str, width: int, height: int, rows: list[tuple[Any, ...]], names: dict[int, str]
+) -> ET.Element:
+    """The ``<annotation>`` element of one image and its boxes."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = Path(path).parent.name or "."
+    ET.SubElement(root, "filename").text = Path(path).name
+    ET.SubElement(root, "path").text = path
+    source = ET.SubElement(root, "source")
+    ET.SubElement(source, "database").text = "annowidget"
+    size = ET.SubElement(root, "size")
+    ET.SubElement(size, "width").text = str(width)
+    ET.SubElement(size, "height").text = str(height)
+    ET.SubElement(size, "depth").text = "3"
+    ET.SubElement(root, "segmented").text = "0"
+    for _, _, category_id, x, y, w, h, *_rest in rows:
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = names[category_id]
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        ET.SubElement(obj, "truncated").text = "0"
+        ET.SubElement(obj, "difficult").text = "0"
+        box = ET.SubElement(obj, "bndbox")
+        for tag, value in zip(_CORNERS, (x, y, x + w, y + h), strict=True):
+            ET.SubElement(box, tag).text = _number(value)
+    ET.indent(root, space="\t")
+    return root

@@ -28,6 +28,7 @@ from annowidget.formats._common import (
     iter_export_rows,
     resolve_images,
 )
+from annowidget.formats._export import check_category_names, staged_directory
 from annowidget.formats._masks import mask_area, polygon_bounds
 from annowidget.formats._report import ImportReport
 from annowidget.store import Project
@@ -198,6 +199,7 @@ def export_yolo(
     folders: str | Sequence[str] | None = None,
     status: str | Sequence[str] | None = None,
     segments: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, int]:
     """Write ``out_dir/labels/<image path>.txt`` per image and ``out_dir/classes.txt``.
 
@@ -205,50 +207,61 @@ def export_yolo(
     ``segments=True`` rows are polygons: an annotation's largest polygon (YOLO has one
     per row), or its box's four corners when it has no polygon (RLE masks included).
     Images not reviewed yet with no annotation get no file (YOLO's "not labeled yet").
+    The folder appears complete or not at all; one that has files is replaced whole,
+    only with ``overwrite``. A category name with a line break or another control
+    character (``classes.txt`` is one name per line) raises ``FormatError`` first.
 
     Example:
         >>> export_yolo(project, "yolo", folders="train")  # doctest: +SKIP
         {'images': 160, 'annotations': 174, 'classes': 1}
     """
-    out = Path(out_dir).absolute()
-    labels = out / "labels"
-    labels.mkdir(parents=True, exist_ok=True)
     categories = project.categories()
+    check_category_names(((c.id, c.name) for c in categories), "YOLO")
     index = {category.id: position for position, category in enumerate(categories)}
-    (out / "classes.txt").write_text("".join(f"{c.name}\n" for c in categories), encoding="utf-8")
     written = count = 0
     with project._read():
         images, annotations = iter_export_rows(project, folders, status, include_predictions=False)
         by_image = {
             image_id: list(rows) for image_id, rows in groupby(annotations(), key=lambda r: r[0])
         }
-    for image_id, path, width, height, _status in images:
-        rows = by_image.get(image_id, [])
-        lines = []
-        for _, _, category_id, x, y, w, h, segmentation, *_rest in rows:
-            if segments:
-                polygons = json.loads(segmentation) if segmentation else None
-                if isinstance(polygons, list) and polygons:
-                    points = _largest_polygon(polygons)
-                else:
-                    points = [x, y, x + w, y, x + w, y + h, x, y + h]
-                coords = [
-                    _unit(v / (width if i % 2 == 0 else height)) for i, v in enumerate(points)
-                ]
-            else:
-                coords = [
-                    _unit((x + w / 2) / width),
-                    _unit((y + h / 2) / height),
-                    _unit(w / width),
-                    _unit(h / height),
-                ]
-            lines.append(" ".join([str(index[category_id]), *coords]))
-            count += 1
-        target = labels / Path(path).with_suffix(".txt")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-        written += 1
+    protect = (project.root, project.images_root)
+    with staged_directory(out_dir, overwrite=overwrite, protect=protect) as out:
+        text = "".join(f"{c.name}\n" for c in categories)
+        (out / "classes.txt").write_text(text, encoding="utf-8")
+        labels = out / "labels"
+        labels.mkdir()
+        for image_id, path, width, height, _status in images:
+            lines = _label_lines(by_image.get(image_id, []), index, width, height, segments)
+            count += len(lines)
+            target = labels / Path(path).with_suffix(".txt")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+            written += 1
     return {"images": written, "annotations": count, "classes": len(categories)}
+
+
+def _label_lines(
+    rows: list[tuple[Any, ...]], index: dict[int, int], width: int, height: int, segments: bool
+) -> list[str]:
+    """The label file rows of one image: ``class cx cy w h`` or ``class x1 y1 ...``."""
+    lines = []
+    for _, _, category_id, x, y, w, h, segmentation, *_rest in rows:
+        if segments:
+            polygons = json.loads(segmentation) if segmentation else None
+            if isinstance(polygons, list) and polygons:
+                points = _largest_polygon(polygons)
+            else:
+                points = [x, y, x + w, y, x + w, y + h, x, y + h]
+            coords = [_unit(v / (width if i % 2 == 0 else height)) for i, v in enumerate(points)]
+        else:
+            coords = [
+                _unit((x + w / 2) / width),
+                _unit((y + h / 2) / height),
+                _unit(w / width),
+                _unit(h / height),
+            ]
+        lines.append(" ".join([str(index[category_id]), *coords]))
+    return lines
 
 
 def _unit(value: float) -> str:
