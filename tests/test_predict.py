@@ -215,3 +215,22 @@ def test_a_model_object_and_a_stop_event(project: Project) -> None:
     report = predict_images(project, (model, card), threshold=0.0, folder="unlabeled")
     assert report.images == 3
     assert {a.source for a in project.annotations(predictions=True)} == {"model:live"}
+
+
+def test_an_image_resized_on_disk_since_it_was_added_is_skipped_naming_it(
+    project: Project,
+) -> None:
+    _save(project, "det", "fasterrcnn_mobilenet_v2_fpn", "detection", ["raccoon", "dog"])
+    resized = project.images()[0]  # recorded 64x48
+    path = project.image_path(resized)
+    PILImage.open(path).resize((32, 24)).save(path)  # same name, half the size
+    report = predict_images(project, "det", threshold=0.0)
+    assert report.images == 2
+    assert report.failed == [
+        (
+            resized.id,
+            f"{path}: 32x24 pixels on disk but the project recorded 64x48 "
+            "(the file changed since it was added); its annotations would be misplaced",
+        )
+    ]
+    assert project.annotations(resized.id) == []  # nothing stored in the wrong frame

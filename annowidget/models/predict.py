@@ -109,12 +109,18 @@ def _score_floor(model: nn.Module, threshold: float) -> Iterator[None]:
 
 
 def _decode(project: Any, images: list[Any]) -> list[tuple[Any, torch.Tensor | Exception]]:
-    from annowidget.store.images import decode_for_model
+    """Each image's pixels, or why it is skipped (unreadable, or changed since it was added:
+    boxes found on a resized file would be stored against the recorded size)."""
+    from annowidget.store.images import check_recorded_size, decode_for_model
 
     decoded: list[tuple[Any, torch.Tensor | Exception]] = []
     for image in images:
+        path = project.image_path(image)
         try:
-            decoded.append((image, decode_for_model(project.image_path(image))))
+            pixels = decode_for_model(path)
+            size = (int(pixels.shape[-1]), int(pixels.shape[-2]))
+            check_recorded_size(path, size, (image.width, image.height))
+            decoded.append((image, pixels))
         except (OSError, ValueError) as exc:  # ImageError is a ValueError naming the file
             decoded.append((image, exc))
     return decoded

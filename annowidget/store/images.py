@@ -38,6 +38,7 @@ __all__ = [
     "DisplayImage",
     "ImageError",
     "ImageInfo",
+    "check_recorded_size",
     "decode_for_model",
     "display_bytes",
     "load_rgb",
@@ -123,6 +124,33 @@ class DisplayImage:
     original: bool
 
 
+def check_recorded_size(
+    path: str | os.PathLike[str], size: tuple[int, int], recorded: tuple[int, int]
+) -> None:
+    """Raise ``ImageError`` when a file's ``(width, height)`` is not the one the project
+    recorded: the file changed on disk (resized, replaced) since it was added, and
+    annotations stored in the recorded frame would land in the wrong place.
+
+    Sizes are after EXIF orientation, as everywhere in the project.
+
+    Example:
+        >>> check_recorded_size("a.jpg", (640, 480), (640, 480))
+        >>> try:
+        ...     check_recorded_size("a.jpg", (320, 240), (640, 480))
+        ... except ImageError as error:
+        ...     print(error)  # doctest: +ELLIPSIS
+        a.jpg: 320x240 pixels on disk but the project recorded 640x480 (the file changed ...
+    """
+    width, height = size
+    if (int(width), int(height)) != (int(recorded[0]), int(recorded[1])):
+        raise ImageError(
+            path,
+            f"{width}x{height} pixels on disk but the project recorded "
+            f"{recorded[0]}x{recorded[1]} (the file changed since it was added); "
+            "its annotations would be misplaced",
+        )
+
+
 def probe_image(
     path: str | os.PathLike[str], *, max_pixels: int | None = None, verify: bool = True
 ) -> ImageInfo:
@@ -179,7 +207,11 @@ def load_rgb(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> 
 
 
 def display_bytes(
-    path: str | os.PathLike[str], *, max_side: int = 4096, max_pixels: int | None = None
+    path: str | os.PathLike[str],
+    *,
+    max_side: int = 4096,
+    max_pixels: int | None = None,
+    recorded_size: tuple[int, int] | None = None,
 ) -> DisplayImage:
     """Bytes to send to the browser: the original file when it can be shown as is.
 
@@ -189,6 +221,9 @@ def display_bytes(
     left for the browser to apply (browsers do by default). Otherwise a converted copy is
     returned, orientation baked in, longest side ``<= max_side``: PNG when the image has
     transparency, JPEG quality 90 when not.
+
+    With ``recorded_size`` (the project's ``(width, height)``), a file of another size
+    raises ``ImageError`` (see :func:`check_recorded_size`).
 
     Coordinates: ``scale = width / original oriented width``. A point ``(x, y)`` on the
     displayed image is ``(x / scale, y / scale)`` on the original image; the height may
@@ -206,6 +241,8 @@ def display_bytes(
     im = _open(data, file, max_pixels)
     orientation = _orientation(im, file)
     width, height = _oriented_size(im.size, orientation)
+    if recorded_size is not None:  # from the header: a changed file is never decoded
+        check_recorded_size(file, (width, height), recorded_size)
     fmt = im.format or ""
     mime = BROWSER_MIME_TYPES.get(fmt)
     fits = max(width, height) <= max_side

@@ -30,6 +30,7 @@ from torchvision.transforms.v2 import functional as F
 
 from annowidget.models._tasks import check_task
 from annowidget.store import Annotation, Category, Image, Project, Snapshot
+from annowidget.store.images import ImageError, check_recorded_size
 from annowidget.train import transforms as T
 
 Decoder = Callable[[Path], torch.Tensor]
@@ -161,11 +162,10 @@ class SnapshotDataset(Dataset):
             reason = getattr(exc, "reason", None) or str(exc)  # ImageError already names it
             raise DataError(f"cannot decode image {path}: {reason}") from exc
         height, width = int(pixels.shape[-2]), int(pixels.shape[-1])
-        if (record.width, record.height) != (width, height):
-            raise DataError(
-                f"image {path} is {width}x{height} pixels on disk but the project recorded "
-                f"{record.width}x{record.height}; its annotations would be misplaced"
-            )
+        try:
+            check_recorded_size(path, (width, height), (record.width, record.height))
+        except ImageError as exc:
+            raise DataError(f"image {exc.path} is {exc.reason}") from None
         new_h, new_w = T.resized_shape(height, width, self.image_size, self.max_size)
         if (new_h, new_w) != (height, width):
             pixels = F.resize(pixels, [new_h, new_w], antialias=True)

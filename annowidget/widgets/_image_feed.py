@@ -8,12 +8,14 @@ forth costs nothing, and the next image is sent ahead while the user works on th
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from annowidget.store import Image
 from annowidget.store.images import display_bytes
 
 __all__ = ["ImageFeed", "SentImage"]
@@ -27,12 +29,17 @@ Send = Callable[[dict[str, Any], list[bytes]], None]
 
 @dataclass(frozen=True)
 class SentImage:
-    """What was sent for one image: its display scale and how many bytes."""
+    """What was sent for one image: its display scale and how many bytes.
+
+    ``changed``: the file's bytes are not those the project recorded (same size, other
+    content), so its boxes deserve a look.
+    """
 
     image_id: int
     scale: float
     nbytes: int
     mime: str
+    changed: bool = False
 
 
 class ImageFeed:
@@ -61,9 +68,13 @@ class ImageFeed:
     def get(self, image_id: int) -> SentImage | None:
         return self._sent.get(image_id)
 
-    def ensure(self, image_id: int, path: Path) -> SentImage | None:
+    def ensure(
+        self, image_id: int, path: Path, *, recorded: Image | None = None
+    ) -> SentImage | None:
         """Send ``image_id`` unless the front end already has it; raises ``ImageError``.
 
+        With ``recorded`` (the image's record), a file whose size is not the recorded one
+        (resized since it was added) is not sent: ``ImageError`` says so, naming it.
         Returns None while no front end listens (nothing is sent then).
         """
         if not self.active:
@@ -72,7 +83,12 @@ class ImageFeed:
         if known is not None:
             self._sent.move_to_end(image_id)
             return known
-        shown = display_bytes(path, max_side=self.max_side)
+        size = None if recorded is None else (recorded.width, recorded.height)
+        shown = display_bytes(path, max_side=self.max_side, recorded_size=size)
+        changed = False
+        if recorded is not None and recorded.checksum and shown.original:
+            # The file's own bytes are at hand: their checksum costs little.
+            changed = hashlib.sha1(shown.data).hexdigest() != recorded.checksum
         message = {
             "type": "image",
             "image_id": image_id,
@@ -83,7 +99,7 @@ class ImageFeed:
         }
         self._send(message, [shown.data])
         self.bytes_sent += len(shown.data)
-        sent = SentImage(image_id, shown.scale, len(shown.data), shown.mime)
+        sent = SentImage(image_id, shown.scale, len(shown.data), shown.mime, changed)
         self._sent[image_id] = sent
         while len(self._sent) > _REMEMBERED:
             self._sent.popitem(last=False)

@@ -261,9 +261,14 @@ class Annotator(anywidget.AnyWidget):
         scale = self.display_scale
         if image is not None:
             try:
-                sent = self._feed.ensure(image.id, self.project.image_path(image))
+                path = self.project.image_path(image)
+                sent = self._feed.ensure(image.id, path, recorded=image)
                 scale = sent.scale if sent else 1.0
-                self.message = ""
+                self.message = (
+                    f"{path}: the file changed since it was added (same size); check its boxes"
+                    if sent and sent.changed
+                    else ""
+                )
             except (ImageError, OSError) as exc:
                 self.message = str(exc)
         with self.hold_sync():
@@ -282,7 +287,9 @@ class Annotator(anywidget.AnyWidget):
         if 0 <= index < len(self._ids) - 1:
             following = self.project.image(self._ids[index + 1])
             try:
-                self._feed.ensure(following.id, self.project.image_path(following))
+                self._feed.ensure(
+                    following.id, self.project.image_path(following), recorded=following
+                )
             except (ImageError, OSError) as exc:  # shown when the user gets there
                 _log.warning("cannot prefetch %s: %s", following.path, exc)
 
