@@ -214,3 +214,15 @@ def test_an_image_path_xml_cannot_hold_is_refused_by_voc(tmp_path: Path) -> None
         # The rest exports once that image is out of the selection.
         project.move_images([image], "odd")
         assert export_voc(project, tmp_path / "out", folders="train")["images"] == 1
+
+
+def test_a_running_export_s_staging_folder_is_left_alone(tmp_path: Path) -> None:
+    running = tmp_path / f".out.{os.getppid()}.0123abcd.partial"  # a live process's
+    running.mkdir(parents=True)
+    (running / "classes.txt").write_text("dog\n")
+    unrelated = tmp_path / ".out.notes"
+    unrelated.write_text("mine")
+    with boxes_project(tmp_path, 1) as project:
+        export_yolo(project, tmp_path / "out")
+    assert running.is_dir()
+    assert unrelated.read_text() == "mine"

@@ -121,8 +121,11 @@ def _check_target(target: Path, *, overwrite: bool, protect: Iterable[Path]) -> 
 
 def _remove_leftovers(target: Path) -> None:
     """Remove the staging folders of earlier exports to ``target`` whose process is dead."""
-    for path in target.parent.glob(f".{target.name}.*"):
-        parts = path.name[len(target.name) + 2 :].split(".")
+    prefix = f".{target.name}."
+    for path in target.parent.iterdir():
+        if not path.name.startswith(prefix):
+            continue
+        parts = path.name[len(prefix) :].split(".")
         if len(parts) != 3 or f".{parts[2]}" not in (_PARTIAL, _REPLACED):
             continue
         try:
@@ -140,6 +143,6 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
-        return True  # someone else's process: leave its folder alone
+    except OSError:
+        return True  # someone else's process (PermissionError): leave its folder alone
     return True
