@@ -226,3 +226,37 @@ def test_a_running_export_s_staging_folder_is_left_alone(tmp_path: Path) -> None
         export_yolo(project, tmp_path / "out")
     assert running.is_dir()
     assert unrelated.read_text() == "mine"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="RLIMIT_FSIZE is POSIX")
+def test_a_write_error_midway_leaves_the_previous_export_whole(tmp_path: Path) -> None:
+    """A write that fails half-way (here a file-size limit, as a full disk would) keeps the
+    previous export as it was, and leaves no staging folder behind."""
+    with boxes_project(tmp_path, 3) as project:
+        export_voc(project, tmp_path / "voc")
+    before = {p: (tmp_path / "voc" / p).read_bytes() for p in files(tmp_path / "voc")}
+    script = f"""
+import resource, signal
+from annowidget.formats import export_voc
+from annowidget.store import Project
+project = Project.open({str(tmp_path / "p")!r})
+# The third image gets a box whose long category name makes its XML file (~900 bytes)
+# pass the 600-byte limit below, after the first two (489 bytes) were written.
+project.add_annotation(3, project.add_category("x" * 400).id, [1, 1, 2, 2])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write raises, as ENOSPC would
+resource.setrlimit(resource.RLIMIT_FSIZE, (600, 600))
+try:
+    export_voc(project, {str(tmp_path / "voc")!r}, overwrite=True)
+except OSError as exc:
+    print(exc.errno)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.stdout.strip() == "27", done.stderr[-2000:]  # EFBIG: the write failed
+    assert {p: (tmp_path / "voc" / p).read_bytes() for p in files(tmp_path / "voc")} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".voc.")] == []
