@@ -260,3 +260,13 @@ except OSError as exc:
     assert done.stdout.strip() == "27", done.stderr[-2000:]  # EFBIG: the write failed
     assert {p: (tmp_path / "voc" / p).read_bytes() for p in files(tmp_path / "voc")} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".voc.")] == []
+
+
+def test_voc_refuses_only_names_it_would_write(tmp_path: Path) -> None:
+    """YOLO and label maps list every category; VOC writes only those with a box."""
+    with boxes_project(tmp_path, 2) as project:
+        project.add_category("unused")
+        _rename_category(project, "unused", "un\nused")
+        assert export_voc(project, tmp_path / "voc")["annotations"] == 2
+        with pytest.raises(FormatError, match=r"category 'un\\nused' \(id 2\)"):
+            export_yolo(project, tmp_path / "yolo")

@@ -197,22 +197,22 @@ def export_voc(
     Only boxes are written (VOC has no polygons or keypoints); predictions waiting for
     review are left out. Images not reviewed yet with no annotation get no file. The
     folder appears complete or not at all; one that has files is replaced whole, only
-    with ``overwrite``. A category name or image path with a control character (which
-    XML cannot hold) raises ``FormatError`` before anything is written.
+    with ``overwrite``. An exported category name or image path with a control character
+    (which XML cannot hold) raises ``FormatError`` before anything is written.
 
     Example:
         >>> export_voc(project, "voc", folders="train")  # doctest: +SKIP
         {'images': 160, 'annotations': 174}
     """
-    categories = project.categories()
-    check_category_names(((c.id, c.name) for c in categories), "Pascal VOC")
-    names = {category.id: category.name for category in categories}
+    names = {category.id: category.name for category in project.categories()}
     written = boxes = 0
     with project._read():
         images, annotations = iter_export_rows(project, folders, status, include_predictions=False)
         by_image = {
             image_id: list(rows) for image_id, rows in groupby(annotations(), key=lambda r: r[0])
         }
+    used = sorted({row[2] for rows in by_image.values() for row in rows})
+    check_category_names(((id_, names[id_]) for id_ in used), "Pascal VOC")
     for _id, path, *_rest in images:
         if why := unwritable_text(path):
             raise FormatError(f"image {path!r} {why}: a Pascal VOC XML file cannot hold it")
