@@ -16,7 +16,7 @@ from annowidget.store import Project
 from annowidget.train.events import EpochEvent, FinishedEvent, StepEvent
 from annowidget.train.hyperparameters import Hyperparameters
 from annowidget.widgets._hyperparameter_form import MAIN_FIELDS
-from annowidget.widgets._run_history import RunHistory, format_seconds
+from annowidget.widgets._run_history import RunHistory, format_seconds, quality_verdict
 from annowidget.widgets._throttle import Pump
 from annowidget.widgets.training_panel import TrainingPanel
 
@@ -151,6 +151,16 @@ def test_run_returns_at_once_then_finishes_with_curves_and_a_new_name(project):
     assert not panel.form.inputs["epochs"].disabled
     assert panel.progress.value == 1.0
     assert "finished: model <b>model-1</b>" in panel.message.value
+    # one tiny epoch: whatever AP it reached, the message says it in numbers and only a
+    # model that finds something is called ready (in green)
+    ap = panel.history.last_metrics["AP"]
+    assert "on 2 test images" in panel.message.value
+    if round(ap, 2) == 0:
+        assert "found nothing yet; train longer or check the labels" in panel.message.value
+        assert "is ready" not in panel.message.value
+        assert "#2e7d32" not in panel.message.value
+    else:
+        assert "is ready" in panel.message.value
     traces = {trace.name: trace for trace in panel.figure.data}
     assert len(traces["loss"].y) == 2  # 4 images / batch 2
     assert "loss_classifier" in traces
@@ -251,3 +261,48 @@ def test_unknown_task_and_folders_raise_at_construction(project):
         TrainingPanel(project, task="classification")
     with pytest.raises(ValueError, match="train_folders: no folder named nope"):
         TrainingPanel(project, train_folders=["nope"])
+
+
+def test_a_model_that_finds_nothing_is_not_called_ready():
+    usable, words = quality_verdict({"AP": 0.0004, "AP50": 0.001, "images": 6})
+    assert not usable
+    assert words == (
+        "AP 0.00 on 6 test images: the model found nothing yet; train longer or check the labels"
+    )
+    assert quality_verdict({"AP": 0.27, "AP50": 0.83, "images": 1}) == (
+        True,
+        "AP 0.27 (AP50 0.83) on 1 test image",
+    )
+    assert quality_verdict({}) == (True, "")  # never evaluated: nothing to say
+
+
+def test_the_figure_a_new_view_gets_is_the_current_one(project):
+    """A reload or second view asks the kernel for the figure's state: it must hold the
+    curves drawn so far and the axes, not the empty figure of construction time."""
+    panel = TrainingPanel(project)
+    history = RunHistory(epochs=2)
+    for step in (1, 2):
+        history.add(StepEvent(1, step, 2, 0.9 / step, {"loss_box_reg": 0.3}, 0.02, 1.0))
+    panel.history = history
+    panel._update_figure()
+    state = panel.figure.get_state()
+    loss = next(t for t in state["_widget_data"] if t["name"] == "loss")
+    assert list(loss["y"]) == [0.9, 0.45]
+    assert "markers" in loss["mode"]  # the first point shows before there is a line
+    layout = state["_widget_layout"]
+    assert layout["xaxis"]["title"]["text"] == "step"
+    assert layout["yaxis2"]["range"] == [0, 1]
+
+
+def test_offline_lists_download_models_last_with_the_reason(project, monkeypatch):
+    monkeypatch.setenv("ANNOWIDGET_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(project.root / "empty-hub"))
+    panel = TrainingPanel(project)
+    labels = [label for label, _ in panel.base_model.options]
+    unavailable = [label for label in labels if "✗ offline" in label]
+    assert unavailable, labels
+    assert labels[-len(unavailable) :] == unavailable  # what works here comes first
+    panel.base_model.value = "fasterrcnn_resnet50_fpn_v2"
+    assert "not available offline" in panel.base_model_help.value
+    panel.pretrained.value = False
+    assert "random weights" in panel.base_model_help.value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from annowidget.train.events import (
     CheckpointEvent,
@@ -50,6 +51,7 @@ class RunHistory:
     parts: dict[str, list[float]] = field(default_factory=dict)
     eval_epochs: list[int] = field(default_factory=list)
     metrics: dict[str, list[float | None]] = field(default_factory=dict)
+    last_metrics: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     last_step: StepEvent | None = None
     epochs_done: int = 0
@@ -77,6 +79,7 @@ class RunHistory:
             self.elapsed = event.elapsed
         elif isinstance(event, EvalEvent):
             self.eval_epochs.append(event.epoch)
+            self.last_metrics = dict(event.metrics)
             for name in PLOTTED_METRICS:
                 if name in event.metrics or name in self.metrics:
                     series = self.metrics.setdefault(name, [None] * (len(self.eval_epochs) - 1))
@@ -114,6 +117,36 @@ class RunHistory:
         if self.final is None and 0 < done < 1:
             text += f" · ~{format_seconds(self.elapsed * (1 - done) / done)} left"
         return text
+
+
+def quality_verdict(metrics: dict[str, Any]) -> tuple[bool, str]:
+    """``(usable, words)`` for a run's last evaluation, so "ready" is never said of a
+    model that finds nothing.
+
+    A model whose AP rounds to 0.00 found (almost) no object of the test images: it is
+    not usable yet. ``words`` gives AP, AP50 and the test-set size (small test sets make
+    noisy scores); empty when the run was never evaluated.
+
+    Example:
+        >>> usable, words = quality_verdict({"AP": 0.0, "AP50": 0.0, "images": 6})
+        >>> usable, words.split(":")[0]
+        (False, 'AP 0.00 on 6 test images')
+        >>> quality_verdict({"AP": 0.341, "AP50": 0.68, "images": 6})
+        (True, 'AP 0.34 (AP50 0.68) on 6 test images')
+    """
+    ap = metrics.get("AP", metrics.get("mIoU"))
+    if ap is None or not math.isfinite(float(ap)):
+        return True, ""
+    name = "AP" if "AP" in metrics else "mIoU"
+    images = metrics.get("images")
+    on = f" on {images} test image{'s' if images != 1 else ''}" if images is not None else ""
+    if round(float(ap), 2) <= 0.0:
+        return False, (
+            f"{name} 0.00{on}: the model found nothing yet; train longer or check the labels"
+        )
+    ap50 = metrics.get("AP50")
+    extra = f" (AP50 {float(ap50):.2f})" if name == "AP" and ap50 is not None else ""
+    return True, f"{name} {float(ap):.2f}{extra}{on}"
 
 
 def _num(value: float) -> float:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import ipywidgets as widgets
 from ipycanvas import Canvas, hold_canvas
+from ipycanvas import canvas as _ipycanvas
 
 from annowidget.store import Annotation, Image, Project
 from annowidget.store.images import ImageError, thumbnail
@@ -298,6 +299,7 @@ class Gallery(widgets.VBox):
         page = self.page_images
         thumbs = [self._thumb(image) for image in page]  # decode before holding the canvas
         with _DRAW_LOCK, hold_canvas():
+            _address_canvas_explicitly()
             canvas = self.canvas
             canvas.clear()
             canvas.font = "12px sans-serif"
@@ -380,3 +382,16 @@ class Gallery(widgets.VBox):
             thumb.close()
         thumbs.clear()
         super().close()
+
+
+def _address_canvas_explicitly() -> None:
+    """Make the next batch start with ipycanvas' "switch to this canvas" command.
+
+    ipycanvas sends every draw command through one shared manager widget and names the
+    target canvas only when it differs from the last one the *kernel* drew on. A view
+    that attaches later (browser reload, a second window, Notebook 7 next to JupyterLab)
+    has a fresh manager that knows no current canvas, so a batch without the switch fails
+    there ("Cannot read properties of undefined (reading 'clearCanvas')") and every later
+    batch too. Forgetting the kernel's notion costs one tiny command per page.
+    """
+    _ipycanvas._CANVAS_MANAGER._current_canvas = None

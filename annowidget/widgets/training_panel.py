@@ -21,17 +21,17 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
-import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from annowidget.models.registry import ModelRegistry, validate_model_name
-from annowidget.models.weights import weights_available
+from annowidget.models.weights import hub_checkpoints_dir, offline_mode, weights_available
 from annowidget.models.zoo import TASKS, default_base_model, list_base_models
 from annowidget.store import Project
 from annowidget.train.events import FailedEvent, FinishedEvent, TrainingEvent
 from annowidget.train.hyperparameters import Hyperparameters
 from annowidget.widgets._hyperparameter_form import HyperparameterForm
-from annowidget.widgets._run_history import PLOTTED_METRICS, RunHistory
+from annowidget.widgets._live_figure import LiveFigure
+from annowidget.widgets._run_history import PLOTTED_METRICS, RunHistory, quality_verdict
 from annowidget.widgets._throttle import Pump
 
 if TYPE_CHECKING:
@@ -41,7 +41,13 @@ __all__ = ["STATES", "TrainingPanel"]
 
 STATES: tuple[str, ...] = ("idle", "running", "stopping", "finished", "stopped", "failed")
 _ACTIVE = frozenset({"running", "stopping"})
-_COLORS = {"finished": "#2e7d32", "stopped": "#ef6c00", "failed": "#c62828", "error": "#c62828"}
+_COLORS = {
+    "finished": "#2e7d32",
+    "weak": "#ef6c00",
+    "stopped": "#ef6c00",
+    "failed": "#c62828",
+    "error": "#c62828",
+}
 
 
 def next_model_name(project: Project, stem: str = "model") -> str:
@@ -60,18 +66,21 @@ def next_model_name(project: Project, stem: str = "model") -> str:
 
 def base_model_options(task: str) -> list[tuple[str, str]]:
     """``(label, name)`` pairs for the base-model dropdown; the label says if the weights
-    are on this machine (offline-ready) or need a download on first use.
+    are on this machine (offline-ready) or need a download on first use. With
+    ``ANNOWIDGET_OFFLINE=1`` a download is impossible: those models come last, marked
+    as unavailable with the reason (they still train from random weights).
 
     Example:
         >>> "keypointrcnn_mobilenet_v2_fpn" in dict(base_model_options("keypoints")).values()
         True
     """
     ready, download = [], []
+    missing = "✗ offline: weights not in the hub cache" if offline_mode() else "⇩ needs download"
     for base in list_base_models(task):
         if weights_available(base.name):
             ready.append((f"{base.name}  (✓ offline)", base.name))
         else:
-            download.append((f"{base.name}  (⇩ needs download)", base.name))
+            download.append((f"{base.name}  ({missing})", base.name))
     return ready + download  # what works here first
 
 
@@ -168,6 +177,7 @@ class TrainingPanel(widgets.VBox):
 
         self.task.observe(self._on_task, names="value")
         self.base_model.observe(lambda _: self._describe_base_model(), names="value")
+        self.pretrained.observe(lambda _: self._describe_base_model(), names="value")
         self.train_folders.observe(lambda _: self._check_folders(), names="value")
         self.test_folders.observe(lambda _: self._check_folders(), names="value")
         self.run_button.on_click(lambda _: self.run())
@@ -211,13 +221,22 @@ class TrainingPanel(widgets.VBox):
         if base is None:
             self.base_model_help.value = ""
             return
-        where = (
-            "weights on this machine"
-            if weights_available(base.name)
-            else "weights download on first use (needs internet)"
-        )
+        color = "#666"
+        if not self.pretrained.value:
+            where = "starts from random weights (nothing to download)"
+        elif weights_available(base.name):
+            where = "weights on this machine"
+        elif offline_mode():  # greyed: a pre-trained start cannot work here
+            color = "#9e9e9e"
+            where = (
+                f"not available offline: {base.weights_file} is not in {hub_checkpoints_dir()}"
+                " (copy it there, or untick pre-trained weights to start from random ones)"
+            )
+        else:
+            where = "weights download on first use (needs internet)"
         self.base_model_help.value = (
-            f"<small style='color:#666'>{html.escape(base.description)} · {where}</small>"
+            f"<small style='color:{color}'>{html.escape(base.description)} · "
+            f"{html.escape(where)}</small>"
         )
 
     def _check_folders(self) -> None:
@@ -391,14 +410,21 @@ class TrainingPanel(widgets.VBox):
                 kept = f"kept epoch {event.epoch}" if event.epoch else "no epoch completed"
                 text = f"stopped: {kept} · model <b>{html.escape(event.model_name)}</b>"
             else:
-                text = f"finished: model <b>{html.escape(event.model_name)}</b> is ready"
+                usable, quality = quality_verdict(self.history.last_metrics)
+                name = f"<b>{html.escape(event.model_name)}</b>"
+                if usable:
+                    text = f"finished: model {name} is ready"
+                    text += f" · {html.escape(quality)}" if quality else ""
+                else:  # saved, but not worth pre-labeling with: say so, not in green
+                    state = "weak"
+                    text = f"finished: model {name} saved, but {html.escape(quality)}"
             if event.reason:
                 text += f"<br><small>{html.escape(event.reason)}</small>"
         else:
             state = "failed"
             reason = event.reason if event is not None else "unknown reason"
             text = f"failed: {html.escape(reason)}"  # the reason says which epoch was kept
-        self._set_state(state)
+        self._set_state("finished" if state == "weak" else state)
         self._show(state, text)
         # this name is taken now: offer the next one in the same series (raccoon-2 -> raccoon-3)
         stem = re.sub(r"-\d+$", "", event.model_name if event is not None else "") or "model"
@@ -437,13 +463,16 @@ class TrainingPanel(widgets.VBox):
         self.message.value = f"<span style='color:{color}'>{text}</span>" if color else text
 
     @staticmethod
-    def _new_figure() -> go.FigureWidget:
-        figure = go.FigureWidget(
+    def _new_figure() -> LiveFigure:
+        figure = LiveFigure(
             make_subplots(
                 rows=1, cols=2, subplot_titles=("loss per step", "test metrics per evaluation")
             )
         )
-        figure.add_scatter(x=[], y=[], name="loss", mode="lines", row=1, col=1)
+        # markers: a single step is a visible point, not an invisible zero-length line
+        figure.add_scatter(
+            x=[], y=[], name="loss", mode="lines+markers", marker={"size": 4}, row=1, col=1
+        )
         for metric in PLOTTED_METRICS[:2]:
             figure.add_scatter(x=[], y=[], name=metric, mode="lines+markers", row=1, col=2)
         figure.update_layout(height=320, margin={"l": 40, "r": 10, "t": 30, "b": 30})
