@@ -17,6 +17,8 @@ whatever the size of the project.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +34,7 @@ from annowidget.widgets._edit_history import EditHistory
 from annowidget.widgets._image_feed import ImageFeed
 from annowidget.widgets._masks import MaskFeed, compressed_rle, mask_key
 from annowidget.widgets._palette import category_color
+from annowidget.widgets._project_events import publish, subscribe
 
 __all__ = ["Annotator"]
 
@@ -43,6 +46,10 @@ _TODO = ("unlabeled", "predicted")
 TOOLS = ("box", "polygon", "brush", "eraser", "keypoints")
 MASK_MODES = ("instance", "semantic")
 _BATCHABLE = ("add", "update", "delete")
+# SQLite refusing a write for now (disk full, database locked by a long import): the edit
+# is kept, shown as not saved, and tried again.
+_TRANSIENT = (sqlite3.OperationalError,)
+RETRY_SECONDS = 2.0
 
 
 class Annotator(anywidget.AnyWidget):
@@ -123,10 +130,16 @@ class Annotator(anywidget.AnyWidget):
         self._image_callbacks: list[Callable[[Image], None]] = []
         self._ids: list[int] = []
         self._current: Image | None = None
+        # edits the store refused for now, oldest first: (command, image, seq)
+        self._unsaved: list[tuple[dict[str, Any], Image, Any]] = []
+        self._save_lock = threading.RLock()
+        self._retry_timer: threading.Timer | None = None
         self.on_msg(self._on_message)
         self.refresh_categories()
         self.refresh(keep_position=False)
         self.observe(self._on_filter, names=["folder", "status_filter"])
+        subscribe(project, "categories", self.refresh_categories)
+        subscribe(project, "annotations", self._on_store_change)
 
     @t.validate("status_filter")
     def _check_status(self, proposal: dict[str, Any]) -> str:
@@ -188,7 +201,11 @@ class Annotator(anywidget.AnyWidget):
             self._show(None)
 
     def refresh_categories(self) -> None:
-        """Re-read the project's categories (after ``project.add_category``)."""
+        """Re-read the project's categories.
+
+        Rarely needed by hand: every Annotator follows classes added in any Annotator at
+        once, and those added from Python or the CLI within about a second.
+        """
         self.categories = [
             {
                 "id": c.id,
@@ -199,6 +216,33 @@ class Annotator(anywidget.AnyWidget):
             }
             for c in self.project.categories()
         ]
+
+    def add_category(self, name: str) -> int | None:
+        """Add a class (what the class bar's "+" does); every open widget shows it.
+
+        Returns its id, or ``None`` when the store refuses the name (the reason is shown
+        in the widget's message).
+
+        Example:
+            >>> annotator.add_category("raccoon kit")  # doctest: +SKIP
+            3
+        """
+        try:
+            category = self.project.add_category(name)
+        except (ProjectError, ValueError, TypeError, *_TRANSIENT) as exc:
+            self.message = f"class not added: {exc}"
+            return None
+        self.message = ""
+        publish(self.project, "categories")
+        return category.id
+
+    def _on_store_change(self, image_id: int | None = None, source: int | None = None) -> None:
+        """Another widget saved an edit: show it if it is on this image."""
+        current = self._current
+        if source != id(self) and current is not None and image_id == current.id:
+            with self._save_lock:
+                if not self._unsaved:  # never overwrite edits still waiting to be saved
+                    self.reload()
 
     def reload(self) -> None:
         """Re-read the current image's boxes and status (after a prediction run, say)."""
@@ -357,9 +401,56 @@ class Annotator(anywidget.AnyWidget):
         """
         _toggle(self._image_callbacks, callback, remove)
 
-    def _edit(self, command: dict[str, Any], *, publish: bool = True) -> list[int]:
+    @property
+    def unsaved(self) -> int:
+        """How many edits the store refused for now (shown as pending, being retried)."""
+        return len(self._unsaved)
+
+    def retry_unsaved(self) -> bool:
+        """Try to save the edits the store refused, in order; True when none is left.
+
+        Called every ``RETRY_SECONDS`` while any is waiting, and on the next edit.
+        """
+        with self._save_lock:
+            seq = None
+            while self._unsaved:
+                command, image, seq_of = self._unsaved[0]
+                try:
+                    self._edit(command, publish=False, image=image)
+                except _TRANSIENT as exc:
+                    self._not_saved(exc)
+                    return False
+                except (ProjectError, ImageError, KeyError, TypeError, ValueError) as exc:
+                    self.message = f"not saved: {exc}"  # will never succeed: drop it
+                else:
+                    self.message = ""
+                self._unsaved.pop(0)
+                seq = seq_of if isinstance(seq_of, int) else seq
+            if seq is not None:
+                with self.hold_sync():
+                    self._acknowledge(seq)
+            return True
+
+    def _not_saved(self, exc: BaseException) -> None:
+        n = len(self._unsaved)
+        edits = f"{n} edits" if n > 1 else "the edit"
+        self.message = f"not saved: {exc} · {edits} kept here, retrying every {RETRY_SECONDS:g} s"
+        _log.warning("Annotator: save failed, will retry: %s", exc)
+        timer = self._retry_timer
+        if timer is None or not timer.is_alive():
+            self._retry_timer = threading.Timer(RETRY_SECONDS, self._retry_in_background)
+            self._retry_timer.daemon = True
+            self._retry_timer.start()
+
+    def _retry_in_background(self) -> None:
+        self._retry_timer = None
+        self.retry_unsaved()
+
+    def _edit(
+        self, command: dict[str, Any], *, publish: bool = True, image: Image | None = None
+    ) -> list[int]:
         """Apply one committed edit to the store, record it for undo; the touched ids."""
-        image = self._current
+        image = image or self._current
         if image is None:
             raise ProjectError("no image is shown: nothing to edit")
         kind = command.get("type")
@@ -377,6 +468,7 @@ class Annotator(anywidget.AnyWidget):
         event = {"type": kind, "image_id": image.id, "annotation_ids": touched}
         for callback in list(self._change_callbacks):
             callback(event)
+        _publish_edit(self.project, image.id, id(self))
         return touched
 
     def _apply(self, image: Image, command: dict[str, Any]) -> list[int]:
@@ -516,15 +608,16 @@ class Annotator(anywidget.AnyWidget):
                 if isinstance(keys, list):
                     self._masks.drop(k for k in keys if isinstance(k, str))
                 self._publish_boxes()
+            elif kind == "add_category":
+                self.add_category(str(content.get("name", "")))
+            elif kind == "retry":
+                self.retry_unsaved()
             elif kind in _NAVIGATION:
                 # outside hold_sync: the new image's traits must reach the browser before
                 # the bytes of the image after it (the prefetch)
                 self._navigate(kind)
             else:
-                with self.hold_sync():
-                    self._edit(content, publish=False)
-                    self.message = ""
-                    self._acknowledge(seq)
+                self._save(content, seq)
                 return
         except (ProjectError, ImageError, KeyError, TypeError, ValueError) as exc:
             # the front end shows it, and the echo below puts back the saved state
@@ -532,6 +625,29 @@ class Annotator(anywidget.AnyWidget):
             _log.warning("Annotator: %s refused: %s", kind, exc)
         with self.hold_sync():
             self._acknowledge(seq)
+
+    def _save(self, content: dict[str, Any], seq: Any) -> None:
+        """Save one edit from the front end; one the store refuses for now waits its turn.
+
+        A waiting edit is not acknowledged, so the front end keeps showing it (pending)
+        instead of the saved state; later edits queue behind it, in order.
+        """
+        image = self._current
+        with self._save_lock:
+            if image is not None and (self._unsaved or not self.retry_unsaved()):
+                self._unsaved.append((content, image, seq))
+                self.retry_unsaved()
+                return
+            try:
+                with self.hold_sync():
+                    self._edit(content, publish=False)
+                    self.message = ""
+                    self._acknowledge(seq)
+            except _TRANSIENT as exc:
+                if image is None:
+                    raise
+                self._unsaved.append((content, image, seq))
+                self._not_saved(exc)
 
     def _acknowledge(self, seq: Any) -> None:
         """Echo the saved state with the number of the last command it includes."""
@@ -544,6 +660,7 @@ class Annotator(anywidget.AnyWidget):
             if self._current.status != "reviewed":
                 self.project.set_status(self._current.id, "reviewed")
                 self.last_saved = time.time()
+                _publish_edit(self.project, self._current.id, id(self))
             kind = "next"
         if kind == "next":
             self.next()
@@ -596,6 +713,10 @@ def _annotation_dict(a: Annotation, masks: list[dict[str, Any]]) -> dict[str, An
 def _duration(command: dict[str, Any]) -> float | None:
     value = command.get("duration")
     return float(value) if isinstance(value, int | float) and value >= 0 else None
+
+
+def _publish_edit(project: Project, image_id: int, source: int) -> None:
+    publish(project, "annotations", image_id=image_id, source=source)
 
 
 def _toggle(callbacks: list[Any], callback: Any, remove: bool) -> None:

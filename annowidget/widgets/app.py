@@ -3,11 +3,13 @@
 It only wires them together over one project; each keeps its own logic:
 
 - a click in the Gallery opens that image in the Annotator (and shows the Label tab);
-- the Gallery re-reads the store when its tab is shown after edits or predictions;
 - a run that ends in the TrainingPanel appears in the PredictPanel's model list;
 - the PredictPanel's "selected images" are the Gallery's selection, or else the image open
-  in the Annotator; when a prediction run is done the Annotator shows its predictions
-  (its score filter, and the Gallery's, follow the run's threshold);
+  in the Annotator; when a prediction run is done the Annotator opens the first image that
+  got predictions (its score filter, and the Gallery's, follow the run's threshold), or,
+  when nothing was predicted, the Predict tab stays and says so;
+- the header counts and the Review grid follow every saved edit (the grid within about a
+  second), and every widget follows added classes;
 - the Effort tab re-reads the action log when it is shown, so each round's seconds per
   image and share of predictions accepted unchanged sit next to the training curves;
 - the header repeats the training progress (linked in the browser, no kernel round trip),
@@ -24,6 +26,7 @@ import ipywidgets as widgets
 
 from annowidget.store import Image, Project
 from annowidget.train.hyperparameters import Hyperparameters
+from annowidget.widgets._project_events import subscribe
 from annowidget.widgets.effort_panel import EffortPanel
 from annowidget.widgets.gallery import Gallery
 from annowidget.widgets.predict_panel import PredictPanel
@@ -98,6 +101,8 @@ class LabelingApp(widgets.VBox):
         self.predict.on_done(self._on_predicted)
         self.training.on_finished(lambda _event: self._update_summary())
         self.tabs.observe(self._on_tab, names="selected_index")
+        # the header counts follow every saved edit, from this app or any other widget
+        subscribe(project, "annotations", self._on_store_change)
         self._update_summary()
         super().__init__([header, self.tabs])
 
@@ -128,8 +133,12 @@ class LabelingApp(widgets.VBox):
         self.show("Label")
 
     def _on_edit(self, _event: dict[str, Any]) -> None:
-        # Redrawing the grid on every edit would cost a canvas batch per mouse-up: defer it.
+        # Redrawing the grid on every edit would cost a canvas batch per mouse-up: the
+        # Gallery gathers edits for a second (and a Review tab switch shows them at once).
         self._gallery_stale = True
+
+    def _on_store_change(self, **_info: Any) -> None:
+        self._update_summary()
 
     def _on_tab(self, change: dict[str, Any]) -> None:
         if change["new"] == TABS.index("Review") and self._gallery_stale:
@@ -145,17 +154,21 @@ class LabelingApp(widgets.VBox):
         self.annotator.threshold = threshold
         self.gallery.threshold = threshold
         self.annotator.refresh()  # statuses changed: re-read the filtered list
-        current = self.annotator.image
-        shown = current is not None and self.project.annotations(current.id, predictions=True)
-        if not shown:
-            target = self._first_predicted()
-            if target is not None:
-                self.annotator.goto(target)
-        self.annotator.reload()
         self.gallery.refresh()
         self._gallery_stale = False
         self.training.refresh_folders()
         self._update_summary()
+        target = self._first_predicted() if getattr(report, "predictions", 0) else None
+        if target is None:
+            # nothing to check: stay on Predict, where the report is, and say what to try
+            self.predict.message.value += (
+                "<br><span style='color:#ef6c00'>No box scored above the threshold "
+                f"{threshold:.2f}: nothing to check. Lower the threshold, or train longer."
+                "</span>"
+            )
+            return
+        self.annotator.goto(target)
+        self.annotator.reload()
         self.show("Label")
 
     def _first_predicted(self) -> int | None:

@@ -23,11 +23,14 @@ from annowidget.store import Annotation, Image, Project
 from annowidget.store.images import ImageError, thumbnail
 from annowidget.widgets._gallery_sort import SORTS, lowest_score, prediction_count, sort_images
 from annowidget.widgets._palette import STATUS_COLORS, category_color
+from annowidget.widgets._project_events import subscribe
 
 __all__ = ["SORTS", "Gallery", "GridGeometry"]
 
 ALL_FOLDERS = "(all folders)"
 _MAX_CACHED_THUMBS = 256
+#: Edits are gathered this long before the grid is redrawn (one batch, not one per edit).
+FOLLOW_SECONDS = 1.0
 # ipycanvas' hold_canvas switches a process-wide cache on and off: two threads drawing at
 # once (the kernel's thread and a panel's worker) would interleave their batches.
 _DRAW_LOCK = threading.RLock()
@@ -171,7 +174,25 @@ class Gallery(widgets.VBox):
             layout=widgets.Layout(align_items="center", flex_flow="row wrap"),
         )
         super().__init__([toolbar, self.canvas, self.status])
+        self._stale = False
+        self._follow_timer: threading.Timer | None = None
         self.refresh()
+        subscribe(project, "annotations", self._on_store_change)
+        subscribe(project, "categories", self._on_store_change)
+
+    def _on_store_change(self, **_info: object) -> None:
+        """Some widget saved an edit: redraw once the edits pause (about a second)."""
+        self._stale = True
+        timer = self._follow_timer
+        if timer is None or not timer.is_alive():
+            self._follow_timer = threading.Timer(FOLLOW_SECONDS, self._follow)
+            self._follow_timer.daemon = True
+            self._follow_timer.start()
+
+    def _follow(self) -> None:
+        self._follow_timer = None
+        if self._stale:  # a refresh since (a tab switch, a page) already showed the edits
+            self.refresh()
 
     # ------------------------------------------------------------------ reading the store
     @property
@@ -216,6 +237,7 @@ class Gallery(widgets.VBox):
         self._images = sort_images(images, self.sort_by.value, annotations)
         self._annotations = annotations
         self._page = min(self._page, self.page_count - 1)
+        self._stale = False
         self.redraw()
 
     # ------------------------------------------------------------------ paging

@@ -1,0 +1,107 @@
+"""Tell every open widget of a project what changed, so none shows a stale view.
+
+Widgets on one project (the app's tabs, an Annotator in another cell) subscribe by kind;
+whoever changes the store publishes: the Annotator after each saved edit
+(``"annotations"``) and after adding a class (``"categories"``). Categories added from
+Python or another process (``project.add_category``, the CLI) are noticed by a watcher
+thread that compares the category list about once a second.
+
+Listeners are held weakly (a closed, forgotten widget is not kept alive) and keyed by the
+project's folder, so two ``Project`` objects of one folder hear each other.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["publish", "subscribe"]
+
+_WATCH_SECONDS = 1.0
+_lock = threading.Lock()
+# folder -> kind -> weak references to bound methods
+_listeners: dict[Path, dict[str, list[weakref.WeakMethod[Callable[..., Any]]]]] = {}
+_projects: dict[Path, weakref.ref[Any]] = {}
+_seen_categories: dict[Path, tuple[tuple[int, str], ...]] = {}
+_watcher: threading.Thread | None = None
+
+
+def subscribe(project: Any, kind: str, method: Callable[..., Any]) -> None:
+    """Call the bound ``method(**info)`` whenever ``kind`` is published for ``project``.
+
+    Example:
+        >>> subscribe(project, "categories", annotator.refresh_categories)  # doctest: +SKIP
+    """
+    root = _root(project)
+    with _lock:
+        kinds = _listeners.setdefault(root, {})
+        kinds.setdefault(kind, []).append(weakref.WeakMethod(method))  # type: ignore[arg-type]
+        _projects[root] = weakref.ref(project)
+        if kind == "categories":
+            _seen_categories.setdefault(root, _category_key(project))
+            _start_watcher()
+
+
+def publish(project: Any, kind: str, **info: Any) -> None:
+    """Tell the listeners of ``kind`` on ``project``'s folder; a failing one is skipped.
+
+    Example:
+        >>> publish(project, "annotations", image_id=3)  # doctest: +SKIP
+    """
+    root = _root(project)
+    if kind == "categories":
+        with _lock:
+            _seen_categories[root] = _category_key(project)
+    with _lock:
+        refs = list(_listeners.get(root, {}).get(kind, []))
+    alive = 0
+    for ref in refs:
+        method = ref()
+        if method is None:
+            continue
+        alive += 1
+        try:
+            method(**info)
+        except Exception:  # one broken widget must not stop the others
+            continue
+    if alive < len(refs):
+        with _lock:
+            listeners = _listeners.get(root, {}).get(kind, [])
+            listeners[:] = [r for r in listeners if r() is not None]
+
+
+def _root(project: Any) -> Path:
+    return Path(project.root).resolve()
+
+
+def _category_key(project: Any) -> tuple[tuple[int, str], ...]:
+    return tuple((c.id, c.name) for c in project.categories())
+
+
+def _start_watcher() -> None:
+    global _watcher
+    if _watcher is not None and _watcher.is_alive():
+        return
+    _watcher = threading.Thread(target=_watch, name="annowidget-categories", daemon=True)
+    _watcher.start()
+
+
+def _watch() -> None:
+    stop = threading.Event()
+    while not stop.wait(_WATCH_SECONDS):
+        with _lock:
+            projects = [(root, ref()) for root, ref in _projects.items()]
+        for root, project in projects:
+            if project is None:
+                continue
+            try:
+                key = _category_key(project)
+            except Exception:  # a project closed or moved: try again later
+                continue
+            with _lock:
+                changed = _seen_categories.get(root) != key
+            if changed:
+                publish(project, "categories")
