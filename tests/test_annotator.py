@@ -4,6 +4,7 @@ the widget's real message handler, and what it sends back is read off its comm."
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -480,3 +481,95 @@ def test_showing_an_image_logs_a_view_for_the_effort_meter(tmp_path) -> None:
     annotator.next()
     views = [a.image_id for a in project.actions() if a.action == "view"]
     assert views == [first.id, annotator.image.id]
+
+
+# ---------------------------------------------------------------- saves that fail
+
+
+def _hold_write_lock(project: Project):
+    """Another connection holding the write lock, as a long import does."""
+    import sqlite3
+
+    other = sqlite3.connect(project.db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def test_a_refused_save_stays_pending_says_why_and_is_retried(project):
+    widget = Annotator(project)
+    widget.goto(_unlabeled(project))
+    image_id = widget.image.id
+    browser = Browser(widget)
+    category = project.categories()[0].id
+    # this thread's connection waits 0.1 s for a lock, not the store's 10 s
+    project._db.execute("PRAGMA busy_timeout=100")
+    lock = _hold_write_lock(project)
+    try:
+        browser(type="add", category_id=category, bbox=[10, 10, 40, 30], client_id="c1")
+        assert widget.message.startswith("not saved: database is locked")
+        assert "kept here, retrying" in widget.message
+        assert widget.unsaved == 1
+        assert widget._acked == 0  # not acknowledged: the front end keeps showing it
+        # a later edit (on the unsaved box) waits behind it, in order
+        browser(type="update", id="c1", bbox=[12, 12, 40, 30])
+        assert widget.unsaved == 2
+        assert widget._acked == 0
+        assert project.annotations(image_id) == []
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    # the retry timer saves both, in order, by itself, and acknowledges the last
+    deadline = time.monotonic() + 10
+    while widget.unsaved and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert widget.unsaved == 0
+    stored = project.annotations(image_id)
+    assert [a.bbox for a in stored] == [(12.0, 12.0, 40.0, 30.0)]
+    assert widget._acked == 2
+    assert widget.message == ""
+    assert [b["id"] for b in widget._boxes] == [stored[0].id]
+
+
+def test_a_read_only_database_is_reported_not_lost(project, tmp_path):
+    """A store that fails every write (read-only file system, like a full disk) still
+    loses nothing silently: the edit is kept and the reason is on the canvas."""
+    widget = Annotator(project)
+    widget.goto(_unlabeled(project))
+    project._db.execute("PRAGMA query_only=ON")  # SQLite's own "attempt to write" refusal
+    try:
+        Browser(widget)(type="add", category_id=project.categories()[0].id, bbox=[5, 5, 20, 20])
+        assert widget.message.startswith("not saved: attempt to write a readonly database")
+        assert widget.unsaved == 1
+        assert widget.retry_unsaved() is False  # still refused: still kept
+        assert widget.unsaved == 1
+    finally:
+        project._db.execute("PRAGMA query_only=OFF")
+    assert widget.retry_unsaved() is True
+    assert len(project.annotations(widget.image.id)) == 1
+
+
+# ---------------------------------------------------------------- classes
+
+
+def test_a_class_added_in_one_annotator_reaches_every_open_one(project):
+    first, second = Annotator(project), Annotator(Project.open(project.root))
+    first._handle_custom_msg({"type": "add_category", "name": "raccoon kit"}, [])
+    assert [c["name"] for c in first.categories] == ["raccoon", "raccoon kit"]
+    assert [c["name"] for c in second.categories] == ["raccoon", "raccoon kit"]
+    assert first.message == ""
+
+
+def test_a_refused_class_name_is_shown(project):
+    widget = Annotator(project)
+    widget._handle_custom_msg({"type": "add_category", "name": "   "}, [])
+    assert widget.message == "class not added: category name must not be empty"
+    assert [c["name"] for c in widget.categories] == ["raccoon"]
+
+
+def test_a_class_added_from_python_appears_without_refresh(project):
+    widget = Annotator(project)
+    project.add_category("dog")
+    deadline = time.monotonic() + 5
+    while len(widget.categories) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [c["name"] for c in widget.categories] == ["raccoon", "dog"]

@@ -139,3 +139,39 @@ def test_the_effort_tab_counts_the_edits_made_in_the_annotator(project):
     assert drawn() == before  # the log is read when the Effort tab is shown, not per edit
     app.show("Effort")
     assert drawn() == before + 1
+
+
+def test_when_nothing_was_predicted_the_predict_tab_stays_and_says_so(project):
+    Trainer(project, "m1", hyperparameters=Hyperparameters(**TINY)).run()
+    app = LabelingApp(project, interval=0.05)
+    shown = app.current_image
+    app.show("Predict")
+    app.predict.scope.value = "all unlabeled"
+    app.predict.threshold.value = 1.0  # no box scores above 1: nothing is stored
+    app.predict.run()
+    report = app.predict.wait(timeout=120)
+    assert report.predictions == 0
+    assert app.tabs.selected_index == TABS.index("Predict")
+    assert "0 boxes on 10 images" in app.predict.message.value
+    assert "nothing to check" in app.predict.message.value
+    assert app.current_image.id == shown.id
+
+
+def test_the_header_follows_every_edit_without_a_tab_switch(project):
+    app = LabelingApp(project)
+    image = project.images(folder="unlabeled")[0]
+    app.annotator.goto(image)
+    assert "10 unlabeled" in app.summary.value
+    app.annotator._handle_custom_msg(
+        {"type": "add", "category_id": 1, "bbox": [5, 5, 30, 30], "seq": 1}, []
+    )
+    assert "9 unlabeled" in app.summary.value
+    assert app.tabs.selected_index == TABS.index("Label")
+
+
+def test_a_class_added_anywhere_reaches_every_tab(project):
+    app = LabelingApp(project)
+    app.annotator.add_category("raccoon kit")
+    kit = project.categories()[-1]
+    assert kit.name == "raccoon kit"
+    assert kit.id in app.gallery._colors

@@ -4,6 +4,7 @@ clicks (sent through ipycanvas' real front-end message handler) and selection.""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from ipycanvas.canvas import _CANVAS_MANAGER, COMMANDS
@@ -212,3 +213,39 @@ def test_grid_geometry_hit_test_round_trips():
         assert g.tile_at(x + g.tile - 1, y + g.tile + g.caption - 1) == slot
     assert g.tile_at(g.width + 10, 0) is None
     assert json.dumps(g.per_page) == "6"
+
+
+def test_every_page_names_its_canvas_so_a_new_view_can_draw_it(project, sent):
+    """A reloaded page (or a second view) has a fresh canvas manager that knows no current
+    canvas: a batch that does not start by naming the canvas cannot be drawn there."""
+    gallery = Gallery(project, columns=2, rows=1)
+    sent.clear()
+    gallery.canvas._handle_frontend_event(None, {"event": "client_ready"}, [])  # a new view
+    gallery.next_page()
+    assert len(sent) == 2
+    for message in sent:
+        name, args = _commands(message)[0]
+        assert name == "switchCanvas"
+        assert args == [f"IPY_MODEL_{gallery.canvas.model_id}"]
+
+
+def test_the_grid_follows_edits_from_any_widget(project):
+    from annowidget.widgets.annotator import Annotator
+
+    gallery = Gallery(project, sort="file name")
+    annotator = Annotator(Project.open(project.root))  # another cell, another Project
+    image = project.images(folder="unlabeled")[0]
+    annotator.goto(image)
+    drawn = gallery.batches_sent
+    assert "10 unlabeled" in gallery.status.value
+    for x in (5, 50, 100):  # three quick edits: gathered into one redraw
+        annotator._handle_custom_msg(
+            {"type": "add", "category_id": 1, "bbox": [x, 5, 30, 30], "seq": x}, []
+        )
+    assert gallery.batches_sent == drawn  # not one batch per edit
+    deadline = time.monotonic() + 5
+    while "9 unlabeled" not in gallery.status.value and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "9 unlabeled" in gallery.status.value
+    time.sleep(0.3)
+    assert gallery.batches_sent == drawn + 1

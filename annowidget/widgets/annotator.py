@@ -132,7 +132,9 @@ class Annotator(anywidget.AnyWidget):
         self._current: Image | None = None
         # edits the store refused for now, oldest first: (command, image, seq)
         self._unsaved: list[tuple[dict[str, Any], Image, Any]] = []
-        self._save_lock = threading.RLock()
+        self._queue_lock = threading.Lock()  # guards _unsaved only, never held during I/O
+        self._retry_lock = threading.Lock()  # one retry runner at a time
+        self._unsaved_reason = ""
         self._retry_timer: threading.Timer | None = None
         self.on_msg(self._on_message)
         self.refresh_categories()
@@ -240,9 +242,8 @@ class Annotator(anywidget.AnyWidget):
         """Another widget saved an edit: show it if it is on this image."""
         current = self._current
         if source != id(self) and current is not None and image_id == current.id:
-            with self._save_lock:
-                if not self._unsaved:  # never overwrite edits still waiting to be saved
-                    self.reload()
+            if not self._unsaved:  # never overwrite edits still waiting to be saved
+                self.reload()
 
     def reload(self) -> None:
         """Re-read the current image's boxes and status (after a prediction run, say)."""
@@ -409,33 +410,49 @@ class Annotator(anywidget.AnyWidget):
     def retry_unsaved(self) -> bool:
         """Try to save the edits the store refused, in order; True when none is left.
 
-        Called every ``RETRY_SECONDS`` while any is waiting, and on the next edit.
+        Runs every ``RETRY_SECONDS`` by itself while any is waiting (and on the front
+        end's "retry"); a second caller while one is saving returns False at once.
         """
-        with self._save_lock:
+        if not self._retry_lock.acquire(blocking=False):
+            return False
+        try:
             seq = None
-            while self._unsaved:
-                command, image, seq_of = self._unsaved[0]
+            while True:
+                with self._queue_lock:
+                    if not self._unsaved:
+                        break
+                    command, image, seq_of = self._unsaved[0]
                 try:
                     self._edit(command, publish=False, image=image)
                 except _TRANSIENT as exc:
                     self._not_saved(exc)
                     return False
                 except (ProjectError, ImageError, KeyError, TypeError, ValueError) as exc:
-                    self.message = f"not saved: {exc}"  # will never succeed: drop it
+                    self.message = f"not saved: {exc}"  # it will never succeed: drop it
                 else:
                     self.message = ""
-                self._unsaved.pop(0)
+                with self._queue_lock:
+                    self._unsaved.pop(0)
                 seq = seq_of if isinstance(seq_of, int) else seq
             if seq is not None:
                 with self.hold_sync():
                     self._acknowledge(seq)
             return True
+        finally:
+            self._retry_lock.release()
 
-    def _not_saved(self, exc: BaseException) -> None:
+    def _not_saved(self, exc: BaseException | None) -> None:
+        """Say that edits wait (``exc``: why, ``None`` to keep the reason shown) and make
+        sure a retry is scheduled."""
         n = len(self._unsaved)
         edits = f"{n} edits" if n > 1 else "the edit"
-        self.message = f"not saved: {exc} · {edits} kept here, retrying every {RETRY_SECONDS:g} s"
-        _log.warning("Annotator: save failed, will retry: %s", exc)
+        if exc is not None:
+            self._unsaved_reason = str(exc)
+            _log.warning("Annotator: save failed, will retry: %s", exc)
+        self.message = (
+            f"not saved: {self._unsaved_reason} · {edits} kept here, "
+            f"retrying every {RETRY_SECONDS:g} s"
+        )
         timer = self._retry_timer
         if timer is None or not timer.is_alive():
             self._retry_timer = threading.Timer(RETRY_SECONDS, self._retry_in_background)
@@ -630,24 +647,28 @@ class Annotator(anywidget.AnyWidget):
         """Save one edit from the front end; one the store refuses for now waits its turn.
 
         A waiting edit is not acknowledged, so the front end keeps showing it (pending)
-        instead of the saved state; later edits queue behind it, in order.
+        instead of the saved state; later edits queue behind it, in order, and the retry
+        timer saves them (the kernel thread never waits on a retry).
         """
         image = self._current
-        with self._save_lock:
-            if image is not None and (self._unsaved or not self.retry_unsaved()):
+        with self._queue_lock:
+            waiting = bool(self._unsaved)
+            if waiting and image is not None:
                 self._unsaved.append((content, image, seq))
-                self.retry_unsaved()
-                return
-            try:
-                with self.hold_sync():
-                    self._edit(content, publish=False)
-                    self.message = ""
-                    self._acknowledge(seq)
-            except _TRANSIENT as exc:
-                if image is None:
-                    raise
+        if waiting and image is not None:
+            self._not_saved(None)
+            return
+        try:
+            with self.hold_sync():
+                self._edit(content, publish=False)
+                self.message = ""
+                self._acknowledge(seq)
+        except _TRANSIENT as exc:
+            if image is None:
+                raise
+            with self._queue_lock:
                 self._unsaved.append((content, image, seq))
-                self._not_saved(exc)
+            self._not_saved(exc)
 
     def _acknowledge(self, seq: Any) -> None:
         """Echo the saved state with the number of the last command it includes."""

@@ -178,7 +178,11 @@ class Gallery(widgets.VBox):
         self._follow_timer: threading.Timer | None = None
         self.refresh()
         subscribe(project, "annotations", self._on_store_change)
-        subscribe(project, "categories", self._on_store_change)
+        subscribe(project, "categories", self._on_categories)
+
+    def _on_categories(self) -> None:
+        """A class was added: know its colour (it has no boxes yet: nothing to redraw)."""
+        self._colors = {c.id: category_color(c.id) for c in self.project.categories()}
 
     def _on_store_change(self, **_info: object) -> None:
         """Some widget saved an edit: redraw once the edits pause (about a second)."""
