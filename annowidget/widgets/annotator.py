@@ -241,9 +241,10 @@ class Annotator(anywidget.AnyWidget):
     def _on_store_change(self, image_id: int | None = None, source: int | None = None) -> None:
         """Another widget saved an edit: show it if it is on this image."""
         current = self._current
-        if source != id(self) and current is not None and image_id == current.id:
-            if not self._unsaved:  # never overwrite edits still waiting to be saved
-                self.reload()
+        mine = source == id(self)
+        # never overwrite edits still waiting to be saved
+        if not mine and current is not None and image_id == current.id and not self._unsaved:
+            self.reload()
 
     def reload(self) -> None:
         """Re-read the current image's boxes and status (after a prediction run, say)."""
