@@ -369,8 +369,9 @@ class Gallery(widgets.VBox):
                 continue
             bx, by, bw, bh = ann.bbox
             canvas.stroke_style = self._colors.get(ann.category_id, "#4e79a7")
-            canvas.line_width = 1.5 if predicted else 2
-            canvas.global_alpha = 0.7 if predicted else 1.0
+            canvas.line_width = 2
+            # the surer the model, the more opaque (0.25 at score 0, 0.75 at 1)
+            canvas.global_alpha = round(0.25 + 0.5 * (ann.score or 0.0), 2) if predicted else 1.0
             canvas.set_line_dash([4, 3] if predicted else [])
             canvas.stroke_rect(ox + bx * scale, oy + by * scale, bw * scale, bh * scale)
         canvas.set_line_dash([])

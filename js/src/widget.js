@@ -123,6 +123,39 @@ function render({ model, el }) {
   const name = h("span", { class: "aw-name" });
   const badge = h("span", { class: "aw-badge" });
   const classes = h("span", { class: "aw-classes" });
+  // "+" in the class bar: type a name, Enter adds it (the kernel checks the name)
+  const newClass = h("input", {
+    type: "text",
+    class: "aw-new-class",
+    placeholder: "new class",
+    title: "name of the new class (Enter adds it, Esc cancels)",
+    hidden: "",
+  });
+  let wantedClass = null; // selected once the kernel has added it
+  const addClassButton = h("button", { type: "button", class: "aw-btn aw-add-class", title: "add a class", text: "+" });
+  addClassButton.addEventListener("click", (e) => {
+    e.stopPropagation();
+    newClass.hidden = false;
+    newClass.focus();
+  });
+  newClass.addEventListener("keydown", (e) => {
+    e.stopPropagation(); // typing a name: no tool shortcuts, no notebook shortcuts
+    if (e.key === "Enter") {
+      const name = newClass.value.trim();
+      if (name) {
+        wantedClass = name;
+        model.send({ type: "add_category", name });
+      }
+      newClass.value = "";
+      newClass.hidden = true;
+      root.focus({ preventScroll: true });
+    } else if (e.key === "Escape") {
+      newClass.value = "";
+      newClass.hidden = true;
+      root.focus({ preventScroll: true });
+    }
+  });
+  newClass.addEventListener("keyup", (e) => e.stopPropagation());
   const thresholdInput = h("input", {
     type: "range",
     min: "0",
@@ -168,6 +201,8 @@ function render({ model, el }) {
     badge,
     tools,
     classes,
+    addClassButton,
+    newClass,
     h("label", { class: "aw-threshold-label", text: "score ≥ " }, [thresholdInput, thresholdValue]),
     btn("−", "zoom out (-)", () => key("-")),
     btn("fit", "fit (F)", () => key("f")),
@@ -182,9 +217,14 @@ function render({ model, el }) {
   const helpRows = KEYMAP.map(([keys, what]) =>
     h("tr", {}, [h("td", { class: "aw-keys", text: keys }), h("td", { text: what })]),
   );
+  // two columns: the whole map fits the default 560 px stage instead of scrolling
+  const half = Math.ceil(helpRows.length / 2);
   const help = h("div", { class: "aw-help", hidden: "" }, [
     h("div", { class: "aw-help-title", text: "Keyboard map" }),
-    h("table", {}, [h("tbody", {}, helpRows)]),
+    h("div", { class: "aw-help-columns" }, [
+      h("table", {}, [h("tbody", {}, helpRows.slice(0, half))]),
+      h("table", {}, [h("tbody", {}, helpRows.slice(half))]),
+    ]),
   ]);
   const message = h("div", { class: "aw-message" });
   const hint = h("div", { class: "aw-hint" });
@@ -313,6 +353,11 @@ function render({ model, el }) {
     ["change:_acked", () => queueSync("ack")],
     ["change:categories", () => {
       editor.setCategories(model.get("categories") || []);
+      const added = wantedClass && editor.categories.find((c) => c.name === wantedClass);
+      if (added) {
+        editor.category = added.id; // the class just added is the one to draw with
+        wantedClass = null;
+      }
       renderer.invalidate();
       refreshChrome();
     }],
@@ -477,6 +522,8 @@ function render({ model, el }) {
     if (editor.nudge) apply({ handled: true, commands: editor._commitNudge() });
   });
 
+  // the slider's own keys (arrows, Home, End) move it; JupyterLab must not see them
+  for (const type of ["keydown", "keyup"]) thresholdInput.addEventListener(type, (e) => e.stopPropagation());
   thresholdInput.addEventListener("input", () => {
     editor.setThreshold(Number(thresholdInput.value));
     renderer.invalidate();

@@ -120,3 +120,11 @@ test("quantile", () => {
   assert.equal(quantile([5, 1, 3, 2, 4], 0.95), 5);
   assert.ok(Number.isNaN(quantile([], 0.5)));
 });
+
+test("predictions get a cased dash whose opacity follows the score", async () => {
+  const { predictionAlpha } = await import("../src/render.js");
+  assert.equal(predictionAlpha(1), 1);
+  assert.equal(predictionAlpha(0), 0.36);
+  assert.ok(predictionAlpha(0.9) > predictionAlpha(0.3));
+  assert.equal(predictionAlpha(null), 0.36);
+});
