@@ -213,3 +213,51 @@ def test_notebook_7_draws_and_relabels(lab, page, labeled, screenshots):
     assert [a.action for a in edits] == ["add", "update", "reject"]
     assert edits[-1].annotation_id == pred_id
     project.close()
+
+
+def test_class_bar_adds_a_class_help_fits_slider_takes_arrows(lab, page, labeled, screenshots):
+    project_dir, _pred_id, _last = labeled
+    _notebook(lab, project_dir, "classes.ipynb")
+    open_and_run(page, lab, "classes.ipynb")
+    project = Project.open(project_dir)
+
+    # "+" in the class bar, a name, Enter: stored, shown, and the class to draw with
+    page.locator(".aw-add-class").click()
+    page.locator(".aw-new-class").fill("raccoon kit")
+    page.locator(".aw-new-class").press("Enter")
+    _wait(lambda: "raccoon kit" in [c.name for c in project.categories()], what="the new class")
+    kit = project.categories()[-1]
+    button = page.locator(f".aw-classes [data-category='{kit.id}']")
+    _wait(lambda: button.count() == 1, what="the class button")
+    _wait(lambda: "aw-current" in (button.get_attribute("class") or ""), what="its selection")
+    assert page.locator(".jp-MarkdownCell").count() == 0  # typing reached no shortcut
+
+    # the keyboard map fits the stage: nothing cut off
+    page.locator(ANNOTATOR).focus()
+    page.keyboard.press("?")
+    sizes = page.evaluate(
+        """() => {
+            const help = document.querySelector('.aw-help');
+            const stage = document.querySelector('.aw-stage');
+            return [help.scrollHeight, help.clientHeight, help.getBoundingClientRect().bottom,
+                    stage.getBoundingClientRect().bottom];
+        }"""
+    )
+    screenshots(page, "help")
+    assert sizes[0] <= sizes[1] + 1, sizes  # no scrolling inside the box
+    assert sizes[2] <= sizes[3], sizes
+    page.keyboard.press("?")
+
+    # the threshold slider moves with the arrow keys, and the notebook does not
+    slider = page.locator(".aw-threshold")
+    before = float(slider.input_value())
+    cell = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex")
+    slider.focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    assert float(slider.input_value()) == pytest.approx(before + 0.02)
+    page.keyboard.press("ArrowUp")
+    assert float(slider.input_value()) == pytest.approx(before + 0.03)
+    assert (
+        page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex") == cell
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _lab import write_notebook
+from _lab import wait_drawn, write_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -127,7 +127,9 @@ def _check_views(page: Any, errors: list[str], when: str) -> None:
         what=f"the Train figure's curve ({when})",
     )
     assert figure["xtitle"] == "step", when
-    assert not [e for e in errors if "clearCanvas" in e or "undefined" in e], errors
+    _tab(page, "Label")
+    wait_drawn(page, timeout_ms=60_000)  # the Annotator draws its image too
+    assert not [e for e in errors if "clearCanvas" in e], errors
 
 
 def _page_errors(page: Any) -> list[str]:
@@ -137,9 +139,7 @@ def _page_errors(page: Any) -> list[str]:
 
 
 def _save(page: Any) -> None:
-    page.evaluate(
-        "async () => { await window.jupyterapp.commands.execute('docmanager:save'); }"
-    )
+    page.evaluate("async () => { await window.jupyterapp.commands.execute('docmanager:save'); }")
 
 
 def _shutdown(page: Any) -> None:
