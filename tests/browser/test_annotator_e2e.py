@@ -261,3 +261,38 @@ def test_class_bar_adds_a_class_help_fits_slider_takes_arrows(lab, page, labeled
     assert (
         page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex") == cell
     )
+
+
+def test_a_box_drawn_while_the_database_is_locked_stays_says_so_and_is_saved(
+    lab, page, labeled, screenshots
+):
+    import sqlite3
+
+    project_dir, pred_id, _last = labeled
+    _notebook(lab, project_dir, "locked.ipynb")
+    open_and_run(page, lab, "locked.ipynb")
+    v = view(page)
+    project = Project.open(project_dir)
+    # another process holds the write lock (a long import): the kernel waits its busy
+    # timeout (10 s), then the save fails
+    other = sqlite3.connect(project.db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        drag(page, to_page(v, 60, 80), to_page(v, 260, 300))
+        message = page.locator(".aw-message")
+        _wait(
+            lambda: "not saved: database is locked" in message.inner_text(),
+            timeout=40,
+            what="the not-saved message",
+        )
+        screenshots(page, "not-saved")
+        assert len(view(page)["boxes"]) == 2  # the drawn box stays on the canvas
+        assert project.annotations(1, predictions=False) == []
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    [saved] = _wait(
+        lambda: project.annotations(1, predictions=False), timeout=30, what="the retried save"
+    )
+    _wait(lambda: message.is_hidden(), timeout=10, what="the message to clear")
+    assert {b["id"] for b in view(page)["boxes"]} == {pred_id, saved.id}
