@@ -23,14 +23,6 @@ T0 = 1_700_000_000.0
 RACCOON = 1
 
 
-@pytest.fixture(autouse=True)
-def _with_effort_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Until the lead lists the module in cli._COMMAND_MODULES, add it for these tests.
-    if "annowidget._commands_effort" not in cli._COMMAND_MODULES:
-        modules = (*cli._COMMAND_MODULES, "annowidget._commands_effort")
-        monkeypatch.setattr(cli, "_COMMAND_MODULES", modules)
-
-
 def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
     code = cli.main([str(a) for a in argv])
     out, err = capsys.readouterr()

@@ -1,9 +1,10 @@
 """The ``annowidget`` command: the notebook's capabilities, headless.
 
-Each group of sub-commands lives in its own module and registers itself here:
-``annowidget._commands_data`` (init, import, export, split, info),
-``annowidget._commands_models`` (train, predict, evaluate, models) and
-``annowidget._commands_effort`` (compare, effort).
+Each group of sub-commands lives in its own module of this package and registers itself
+here: :mod:`annowidget.cli.setup` (sample, weights), :mod:`annowidget.cli.data` (init,
+import, export, split, info), :mod:`annowidget.cli.models` (train, predict, evaluate,
+models) and :mod:`annowidget.cli.effort` (compare, effort). A handler raises
+:class:`~annowidget.cli.errors.CommandError` for a reason the user can act on.
 
 Example:
     $ annowidget info my-project --json
@@ -12,20 +13,16 @@ Example:
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
-_COMMAND_MODULES = (
-    "annowidget._commands_setup",
-    "annowidget._commands_data",
-    "annowidget._commands_models",
-    "annowidget._commands_effort",
-)
+from annowidget.cli import data, effort, models, setup
+from annowidget.cli.errors import CommandError
 
+# The command groups, in the order `annowidget --help` lists them.
+COMMAND_GROUPS = (setup, data, models, effort)
 
-class CommandError(Exception):
-    """A command failed for a reason the user can act on; printed as one line."""
+__all__ = ["COMMAND_GROUPS", "CommandError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,14 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Label images and fine-tune torchvision models on them, headless.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # a command group that is not part of this build
-        module.register(subparsers)
+    for group in COMMAND_GROUPS:
+        group.register(subparsers)
     return parser
 
 
@@ -59,7 +50,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"annowidget {args.command}: error: {message}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Any
 
-from annowidget.cli import CommandError
+from annowidget.cli.errors import CommandError
 from annowidget.models._tasks import TASKS
 from annowidget.store import Project
 

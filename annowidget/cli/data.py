@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from annowidget.cli import CommandError
+from annowidget.cli.errors import CommandError
 from annowidget.store import Project
 
 # annowidget.formats (pycocotools, PIL) is imported inside the handlers that need it, so
