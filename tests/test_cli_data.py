@@ -193,3 +193,23 @@ def test_the_installed_command_exits_non_zero_with_one_line(tmp_path: Path) -> N
         f"annowidget import: error: {tmp_path / 'bad.json'}: not valid JSON: "
         "Expecting value (line 1, column 31)"
     ]
+
+
+def test_info_and_the_parser_do_not_import_torch(tmp_path: Path) -> None:
+    # torch takes seconds to import: the data commands must not pay for it (issue 14, 12).
+    (tmp_path / "images").mkdir()
+    assert main(["init", str(tmp_path / "p"), "--images", str(tmp_path / "images")]) == 0
+    script = (
+        "import sys\n"
+        "from annowidget.cli import build_parser, main\n"
+        "build_parser()\n"
+        f"code = main(['info', {str(tmp_path / 'p')!r}])\n"
+        "from annowidget.models.card import ModelCard\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision'))\n"
+        "print('LOADED', loaded, code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "LOADED [] 0" in result.stdout

@@ -98,3 +98,119 @@ def test_replace_validates_again() -> None:
     assert hp.epochs == 12
     with pytest.raises(ValueError, match="gamma_epochs"):
         hp.replace(gamma_epochs=0)
+
+
+# --- declared once: every field has its label, help, CLI flag and form input --------------
+def _every_field_changed() -> Hyperparameters:
+    """A value for every field that differs from its default (so a dropped one shows)."""
+    return Hyperparameters(
+        batch_size=3, epochs=7, learning_rate=0.0123, gamma=0.25, gamma_epochs=2,
+        rois_per_image=64, eval_period=3, split_ratio=0.7, device="cuda:1", seed=5,
+        image_size=96, augment=False, momentum=0.8, weight_decay=0.001, warmup_iters=17,
+        num_threads=default_num_threads() + 1,
+    )  # fmt: skip
+
+
+def test_every_field_is_declared_with_a_label_help_flag_and_input() -> None:
+    import dataclasses
+
+    from annowidget.train.hyperparameters import hyperparameter_fields
+    from annowidget.widgets._hyperparameter_form import HyperparameterForm
+
+    specs = hyperparameter_fields()
+    assert [s.name for s in specs] == [f.name for f in dataclasses.fields(Hyperparameters)]
+    assert len({s.flag for s in specs}) == len(specs)
+    for spec in specs:
+        assert spec.label, spec.name
+        assert spec.help, spec.name
+        assert spec.flag.startswith("--"), spec.name
+    changed = _every_field_changed()
+    assert all(getattr(changed, s.name) != getattr(Hyperparameters(), s.name) for s in specs), (
+        "the round-trip value must differ from the default for every field"
+    )
+    form = HyperparameterForm()
+    assert set(form.inputs) == {s.name for s in specs}
+    for spec in specs:
+        assert form.inputs[spec.name].description == spec.label
+        assert form.help[spec.name] == spec.help
+
+
+def test_the_cli_flags_and_the_form_round_trip_to_the_same_hyperparameters() -> None:
+    from annowidget.cli import build_parser
+    from annowidget.cli.models import hyperparameters_from_args
+    from annowidget.train.hyperparameters import hyperparameter_fields
+    from annowidget.widgets._hyperparameter_form import HyperparameterForm
+
+    hp = _every_field_changed()
+    argv = ["train", "p", "--name", "m"]
+    for spec in hyperparameter_fields():
+        value = getattr(hp, spec.name)
+        if spec.kind == "bool":
+            argv.append(spec.flag if value else "--no-" + spec.flag[2:])
+        else:
+            argv += [spec.flag, spec.format(value)]
+    from_cli = hyperparameters_from_args(build_parser().parse_args(argv))
+    assert from_cli == hp
+
+    form = HyperparameterForm()
+    form.set(hp)
+    assert form.read() == hp == from_cli
+    assert HyperparameterForm(hp).read() == hp
+
+
+def test_the_cli_sets_what_only_the_form_could_set_before() -> None:
+    from annowidget.cli import build_parser
+    from annowidget.cli.models import hyperparameters_from_args
+
+    argv = ["train", "p", "--name", "m", "--momentum", "0.5", "--weight-decay", "0"]
+    argv += ["--warmup-steps", "0", "--image-size", "auto", "--no-augment"]
+    hp = hyperparameters_from_args(build_parser().parse_args(argv))
+    assert (hp.momentum, hp.weight_decay, hp.warmup_iters) == (0.5, 0.0, 0)
+    assert (hp.image_size, hp.augment) == (None, False)
+    # flags not given keep the dataclass defaults
+    assert hp.replace(momentum=0.9, weight_decay=1e-4, warmup_iters=None, augment=True) == (
+        Hyperparameters()
+    )
+
+
+def test_train_help_lists_every_field() -> None:
+    import subprocess
+    import sys
+
+    from annowidget.train.hyperparameters import hyperparameter_fields
+
+    result = subprocess.run(
+        [sys.executable, "-m", "annowidget.cli", "train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    for spec in hyperparameter_fields():
+        assert spec.flag in result.stdout, spec.name
+    assert "--no-augment" in result.stdout
+    assert "0.02 for batch 16, scaled linearly (0.005 at batch 4)" in " ".join(
+        result.stdout.split()
+    )
+
+
+def test_learning_rate_help_states_the_linear_scaling_rule() -> None:
+    from annowidget.train.hyperparameters import hyperparameter_fields
+
+    (spec,) = [s for s in hyperparameter_fields() if s.name == "learning_rate"]
+    assert "0.02 for batch 16, scaled linearly (0.005 at batch 4)" in spec.help
+    assert "suits batch size 4" not in spec.help
+
+
+def test_a_field_without_a_declaration_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from annowidget.train import hyperparameters as module
+
+    @dataclasses.dataclass
+    class Undeclared(Hyperparameters):
+        extra: int = 1
+
+    monkeypatch.setattr(module, "Hyperparameters", Undeclared)
+    with pytest.raises(TypeError, match=r"Hyperparameters\.extra is not declared"):
+        module.hyperparameter_fields()

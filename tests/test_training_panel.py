@@ -59,6 +59,12 @@ def test_form_starts_from_the_engine_defaults_with_help_text(project):
     assert panel.test_folders.value == ("test",)
 
 
+def test_the_pretrained_checkbox_label_is_not_cut_off(project):
+    panel = TrainingPanel(project)
+    assert panel.pretrained.description == "start from pre-trained weights (transfer learning)"
+    assert panel.pretrained.layout.width == "auto"  # not the 300 px default that cut it
+
+
 def test_base_models_say_which_weights_are_offline_and_follow_the_task(project):
     panel = TrainingPanel(project)
     labels = dict(panel.base_model.options)

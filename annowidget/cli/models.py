@@ -22,6 +22,11 @@ from typing import Any
 from annowidget.cli.errors import CommandError
 from annowidget.models._tasks import TASKS
 from annowidget.store import Project
+from annowidget.train.hyperparameters import (
+    HyperparameterField,
+    Hyperparameters,
+    hyperparameter_fields,
+)
 
 # torch and the model zoo are imported inside the handlers: `annowidget --help` stays quick.
 
@@ -41,24 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--test-folder", action="append", metavar="F", help="test folder (repeatable; test)"
     )
-    train.add_argument(
-        "--split-ratio",
-        type=float,
-        metavar="R",
-        help="no test folder: split the train folders, R of the images for training",
-    )
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float, help="learning rate")
-    train.add_argument("--gamma", type=float, help="learning-rate factor every --gamma-epochs")
-    train.add_argument("--gamma-epochs", type=int, help="epochs between gamma steps")
-    train.add_argument("--rois-per-image", type=int)
-    train.add_argument("--eval-period", type=int, help="epochs between checkpoints/evaluations")
-    train.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
-    train.add_argument("--image-size", type=int, help="shorter image side the model sees")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--threads", type=int, help="CPU threads (default: all cores but one)")
-    train.add_argument("--no-augment", action="store_true", help="no flips or colour jitter")
+    add_hyperparameter_flags(train)
     train.add_argument(
         "--scratch", action="store_true", help="random initial weights (no pretraining)"
     )
@@ -94,30 +82,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # --------------------------------------------------------------------------------- train
-_HP_ARGS = {
-    "epochs": "epochs",
-    "batch_size": "batch_size",
-    "lr": "learning_rate",
-    "gamma": "gamma",
-    "gamma_epochs": "gamma_epochs",
-    "rois_per_image": "rois_per_image",
-    "eval_period": "eval_period",
-    "device": "device",
-    "image_size": "image_size",
-    "seed": "seed",
-    "threads": "num_threads",
-    "split_ratio": "split_ratio",
-}
+def add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``Hyperparameters`` field, from its declaration (label, help, flag).
+
+    A flag not given leaves the field at the dataclass default (the attribute is absent);
+    optional numbers take ``auto``; booleans get ``--flag`` and ``--no-flag``.
+    """
+    group = parser.add_argument_group("hyperparameters (defaults: the TrainingPanel's)")
+    for spec in hyperparameter_fields():
+        default = "auto" if spec.default is None else spec.format(spec.default)
+        text = f"{spec.help} (default: {default})".replace("%", "%%")
+        if spec.kind == "bool":
+            group.add_argument(
+                spec.flag,
+                dest=spec.name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=text,
+            )
+            continue
+        group.add_argument(
+            spec.flag,
+            dest=spec.name,
+            type=_argument_type(spec),
+            default=argparse.SUPPRESS,
+            metavar="|".join(spec.choices) if spec.choices else spec.kind.upper(),
+            help=text,
+        )
 
 
-def _hyperparameters(args: argparse.Namespace) -> Any:
-    from annowidget.train.hyperparameters import Hyperparameters
+def _argument_type(spec: HyperparameterField) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            return spec.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-    given = {arg: getattr(args, arg) for arg in _HP_ARGS}
-    values = {_HP_ARGS[arg]: value for arg, value in given.items() if value is not None}
-    if args.no_augment:
-        values["augment"] = False
-    return Hyperparameters(**values)
+    parse.__name__ = spec.kind
+    return parse
+
+
+def hyperparameters_from_args(args: argparse.Namespace) -> Hyperparameters:
+    """The ``Hyperparameters`` the flags of ``train`` ask for (``ValueError`` names a field).
+
+    Example:
+        >>> from annowidget.cli import build_parser
+        >>> args = build_parser().parse_args(["train", "p", "--name", "m", "--momentum", "0.8"])
+        >>> hyperparameters_from_args(args).momentum
+        0.8
+    """
+    given = {
+        spec.name: getattr(args, spec.name)
+        for spec in hyperparameter_fields()
+        if hasattr(args, spec.name)
+    }
+    return Hyperparameters(**given)
 
 
 class _Progress:
@@ -181,9 +200,10 @@ def _num(value: Any) -> str:
 def _train(args: argparse.Namespace) -> int:
     from annowidget.train.trainer import Trainer
 
-    hp = _hyperparameters(args)
-    test_folders = None if args.split_ratio is not None else (args.test_folder or ["test"])
-    if args.split_ratio is not None and args.test_folder:
+    hp = hyperparameters_from_args(args)
+    split = hasattr(args, "split_ratio")
+    test_folders = None if split else (args.test_folder or ["test"])
+    if split and args.test_folder:
         raise CommandError("give either --test-folder or --split-ratio, not both")
     with Project.open(args.project) as project:
         trainer = Trainer(

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-from annowidget.models.card import ModelCard, load_state_dict, save_state_dict
-from annowidget.models.predict import PredictionReport, predict_images
-from annowidget.models.registry import ModelEntry, ModelRegistry
-from annowidget.models.weights import (
-    MissingWeightsError,
-    hub_checkpoints_dir,
-    seed_offline_weights,
-    weights_available,
-)
-from annowidget.models.zoo import (
-    BASE_MODELS,
-    TASKS,
-    BaseModel,
-    build_model,
-    build_pretrained,
-    default_base_model,
-    list_base_models,
-    model_task,
-)
+import importlib
+from typing import Any
+
+# Public names and the module that defines each, loaded on first use: most of them import
+# torch (seconds), and `annowidget info` or a form only needs the light ones (tasks, card).
+_EXPORTS = {
+    "ModelCard": "annowidget.models.card",
+    "load_state_dict": "annowidget.models.card",
+    "save_state_dict": "annowidget.models.card",
+    "PredictionReport": "annowidget.models.predict",
+    "predict_images": "annowidget.models.predict",
+    "ModelEntry": "annowidget.models.registry",
+    "ModelRegistry": "annowidget.models.registry",
+    "MissingWeightsError": "annowidget.models.weights",
+    "hub_checkpoints_dir": "annowidget.models.weights",
+    "seed_offline_weights": "annowidget.models.weights",
+    "weights_available": "annowidget.models.weights",
+    "BASE_MODELS": "annowidget.models.zoo",
+    "TASKS": "annowidget.models.zoo",
+    "BaseModel": "annowidget.models.zoo",
+    "build_model": "annowidget.models.zoo",
+    "build_pretrained": "annowidget.models.zoo",
+    "default_base_model": "annowidget.models.zoo",
+    "list_base_models": "annowidget.models.zoo",
+    "model_task": "annowidget.models.zoo",
+}
 
 __all__ = [
     "BASE_MODELS",
@@ -43,3 +50,10 @@ __all__ = [
     "seed_offline_weights",
     "weights_available",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'annowidget.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

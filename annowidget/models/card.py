@@ -17,11 +17,13 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from annowidget._io import atomic_write_json
-from annowidget.models._state_io import CheckpointError, load_state_dict, save_state_dict
 from annowidget.models._tasks import TASKS, check_task
+
+if TYPE_CHECKING:  # imported on first use by __getattr__ below (they import torch)
+    from annowidget.models._state_io import CheckpointError, load_state_dict, save_state_dict
 
 __all__ = [
     "CARD_FILE",
@@ -202,3 +204,16 @@ class ModelCard:
         if not path.is_file():
             raise FileNotFoundError(f"model card not found: {path}")
         return cls.from_json(path.read_bytes(), source=str(path))
+
+
+# The weight-file functions live with torch in _state_io; they are re-exported here on first
+# use so that reading a card (model lists, `annowidget models`) does not import torch.
+_STATE_IO = ("CheckpointError", "load_state_dict", "save_state_dict")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _STATE_IO:
+        from annowidget.models import _state_io
+
+        return getattr(_state_io, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,10 @@
-"""Training hyperparameters: one validated dataclass, JSON round-trip for the model card."""
+"""Training hyperparameters: one validated dataclass, JSON round-trip for the model card.
+
+Each field is declared once, here, with everything the rest of the package needs to show it:
+its label, help text, CLI flag and whether it belongs to the form's "advanced" part
+(:func:`declare`). The TrainingPanel's form and ``annowidget train``'s flags are generated
+from :func:`hyperparameter_fields`, so adding a field here adds it to both.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,15 @@ import dataclasses
 import math
 import os
 import re
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_SPEC = "annowidget"  # the key of a field's declaration in its dataclass metadata
 
 
 def default_num_threads() -> int:
@@ -21,6 +31,125 @@ def default_num_threads() -> int:
         True
     """
     return max(1, (os.cpu_count() or 1) - 1)
+
+
+@dataclass(frozen=True)
+class HyperparameterField:
+    """How one ``Hyperparameters`` field is shown: in the form and on the command line.
+
+    ``kind`` is the value's type (``int``, ``float``, ``bool`` or ``str``) and ``optional``
+    says ``None`` is allowed (the form shows an empty input with ``placeholder``, the CLI
+    takes the word ``auto``); ``choices`` makes the form input a dropdown (the value may
+    still be another valid one, such as ``cuda:1``).
+
+    Example:
+        >>> spec = next(f for f in hyperparameter_fields() if f.name == "batch_size")
+        >>> spec.flag, spec.kind, spec.label
+        ('--batch-size', 'int', 'batch size')
+    """
+
+    name: str
+    label: str
+    help: str
+    flag: str
+    kind: str
+    optional: bool
+    default: Any
+    advanced: bool = False
+    choices: tuple[str, ...] = ()
+    placeholder: str = "auto"
+
+    @property
+    def input(self) -> str:
+        """The form input: ``dropdown``, ``checkbox``, ``optional <kind>`` (text) or the kind.
+
+        Example:
+            >>> next(f for f in hyperparameter_fields() if f.name == "augment").input
+            'checkbox'
+        """
+        if self.choices:
+            return "dropdown"
+        if self.kind == "bool":
+            return "checkbox"
+        return f"optional {self.kind}" if self.optional else self.kind
+
+    def parse(self, text: str) -> Any:
+        """A value typed on the command line or in an optional field (``auto``/empty: None).
+
+        ``ValueError`` names the field when the text is not of its kind; the range is
+        checked by ``Hyperparameters`` itself.
+
+        Example:
+            >>> spec = next(f for f in hyperparameter_fields() if f.name == "image_size")
+            >>> spec.parse("320"), spec.parse("auto"), spec.parse("")
+            (320, None, None)
+        """
+        text = text.strip()
+        if self.optional and text.lower() in ("", "auto", "none"):
+            return None
+        if self.kind == "str":
+            return text
+        if self.kind == "bool":
+            if text.lower() in ("true", "yes", "1"):
+                return True
+            if text.lower() in ("false", "no", "0"):
+                return False
+        else:
+            try:
+                return int(text) if self.kind == "int" else float(text)
+            except ValueError:
+                pass
+        expected = {"int": "a whole number", "float": "a number", "bool": "true or false"}
+        empty = " or empty" if self.optional else ""
+        raise ValueError(f"{self.name} must be {expected[self.kind]}{empty}, got {text!r}")
+
+    def format(self, value: Any) -> str:
+        """The text that :meth:`parse` turns back into ``value``.
+
+        Example:
+            >>> spec = next(f for f in hyperparameter_fields() if f.name == "warmup_iters")
+            >>> spec.format(None), spec.format(50)
+            ('auto', '50')
+        """
+        if value is None:
+            return "auto"
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def declare(
+    default: Any = dataclasses.MISSING,
+    *,
+    label: str,
+    help: str,
+    flag: str,
+    advanced: bool = False,
+    choices: tuple[str, ...] = (),
+    placeholder: str = "auto",
+    default_factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A dataclass field of ``Hyperparameters`` with its label, help text and CLI flag.
+
+    Example (how a field is declared):
+        >>> import dataclasses
+        >>> @dataclasses.dataclass
+        ... class Demo:
+        ...     steps: int = declare(3, label="steps", help="How many.", flag="--steps")
+        >>> Demo().steps
+        3
+    """
+    metadata = {
+        _SPEC: {
+            "label": label,
+            "help": help,
+            "flag": flag,
+            "advanced": advanced,
+            "choices": tuple(choices),
+            "placeholder": placeholder,
+        }
+    }
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -43,22 +172,105 @@ class Hyperparameters:
         ValueError: batch_size must be a positive integer, got 0
     """
 
-    batch_size: int = 4
-    epochs: int = 12
-    learning_rate: float = 0.02
-    gamma: float = 0.5
-    gamma_epochs: int = 5
-    rois_per_image: int = 512
-    eval_period: int = 12
-    split_ratio: float = 0.8
-    device: str = "auto"
-    seed: int = 0
-    image_size: int | None = None
-    augment: bool = True
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_iters: int | None = None
-    num_threads: int = field(default_factory=default_num_threads)
+    # The form shows the fields in this order: the first block up front, advanced=True ones
+    # folded away.
+    batch_size: int = declare(
+        4,
+        label="batch size",
+        help="Images per training step. Lower it if memory runs out.",
+        flag="--batch-size",
+    )
+    epochs: int = declare(
+        12, label="epochs", help="Passes over the training images.", flag="--epochs"
+    )
+    learning_rate: float = declare(
+        0.02,
+        label="learning rate",
+        help="SGD step size: 0.02 for batch 16, scaled linearly (0.005 at batch 4).",
+        flag="--lr",
+    )
+    gamma: float = declare(
+        0.5,
+        label="gamma",
+        help="The learning rate is multiplied by gamma every 'epochs for gamma'.",
+        flag="--gamma",
+    )
+    gamma_epochs: int = declare(
+        5,
+        label="epochs for gamma",
+        help="Epochs between two learning-rate drops.",
+        flag="--gamma-epochs",
+    )
+    rois_per_image: int = declare(
+        512,
+        label="RoIs per image",
+        help="Region proposals sampled per image to train the box head (R-CNN models).",
+        flag="--rois-per-image",
+    )
+    eval_period: int = declare(
+        12,
+        label="evaluation period",
+        help="Every N epochs: write a checkpoint and measure mAP on the test folders.",
+        flag="--eval-period",
+    )
+    split_ratio: float = declare(
+        0.8,
+        label="train/test split",
+        help="Only when no test folder is picked: the share of training images trained on.",
+        flag="--split-ratio",
+    )
+    device: str = declare(
+        "auto",
+        label="device",
+        help="auto: the GPU when there is one, else the CPU (or cpu, cuda, cuda:N, mps).",
+        flag="--device",
+        choices=DEVICES,
+    )
+    seed: int = declare(
+        0,
+        label="seed",
+        help="Same seed, same split and augmentation: runs can be compared.",
+        flag="--seed",
+        advanced=True,
+    )
+    image_size: int | None = declare(
+        None,
+        label="image size",
+        help="Shorter image side the model sees. Empty: the model's own.",
+        flag="--image-size",
+        advanced=True,
+    )
+    augment: bool = declare(
+        True,
+        label="augment",
+        help="Random flips and colour jitter on training images.",
+        flag="--augment",
+        advanced=True,
+    )
+    momentum: float = declare(
+        0.9, label="momentum", help="SGD momentum.", flag="--momentum", advanced=True
+    )
+    weight_decay: float = declare(
+        1e-4,
+        label="weight decay",
+        help="L2 penalty on the weights.",
+        flag="--weight-decay",
+        advanced=True,
+    )
+    warmup_iters: int | None = declare(
+        None,
+        label="warm-up steps",
+        help="Learning-rate warm-up. Empty: over the first epoch; 0: none.",
+        flag="--warmup-steps",
+        advanced=True,
+    )
+    num_threads: int = declare(
+        label="CPU threads",
+        help="Threads for training; the default leaves one core free.",
+        flag="--threads",
+        advanced=True,
+        default_factory=default_num_threads,
+    )
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "epochs", "gamma_epochs", "rois_per_image", "eval_period"):
@@ -122,6 +334,43 @@ class Hyperparameters:
             1
         """
         return dataclasses.replace(self, **changes)
+
+
+def hyperparameter_fields() -> tuple[HyperparameterField, ...]:
+    """Every ``Hyperparameters`` field with its declaration, in the dataclass's order.
+
+    Example:
+        >>> [f.flag for f in hyperparameter_fields()][:3]
+        ['--batch-size', '--epochs', '--lr']
+    """
+    hints = typing.get_type_hints(Hyperparameters)
+    specs = []
+    for item in dataclasses.fields(Hyperparameters):
+        if _SPEC not in item.metadata:
+            raise TypeError(f"Hyperparameters.{item.name} is not declared with declare()")
+        kind, optional = _kind(hints[item.name])
+        if item.default_factory is not dataclasses.MISSING:
+            default = item.default_factory()
+        else:
+            default = item.default
+        specs.append(
+            HyperparameterField(
+                name=item.name,
+                kind=kind,
+                optional=optional,
+                default=default,
+                **item.metadata[_SPEC],
+            )
+        )
+    return tuple(specs)
+
+
+def _kind(hint: Any) -> tuple[str, bool]:
+    """``int | None`` -> ("int", True); ``float`` -> ("float", False)."""
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    optional = type(None) in args
+    (base,) = [a for a in args if a is not type(None)]
+    return base.__name__, optional
 
 
 def _is_int(value: Any) -> bool:

@@ -1,84 +1,52 @@
-"""Hyperparameter inputs built from the engine's ``Hyperparameters`` dataclass.
+"""The TrainingPanel's hyperparameter inputs, generated from the ``Hyperparameters`` fields.
 
-Defaults and validation come from the dataclass itself (one source of truth); this module
-only adds labels, short help text and the widget for each field's type.
+Labels, help text, defaults and which fields are "advanced" are declared once, on the
+dataclass (:func:`annowidget.train.hyperparameters.hyperparameter_fields`); validation is the
+dataclass's own. This module only picks the widget for each field's input kind.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import ipywidgets as widgets
 
-from annowidget.train.hyperparameters import DEVICES, Hyperparameters
+from annowidget.train.hyperparameters import (
+    HyperparameterField,
+    Hyperparameters,
+    hyperparameter_fields,
+)
 
-# field -> (label, short help). The first block is the seed's form; the rest is "advanced".
-MAIN_FIELDS: dict[str, tuple[str, str]] = {
-    "batch_size": ("batch size", "Images per training step. Lower it if memory runs out."),
-    "epochs": ("epochs", "Passes over the training images."),
-    "learning_rate": (
-        "learning rate",
-        "SGD step size. 0.02 suits batch size 4 on a pre-trained model.",
-    ),
-    "gamma": ("gamma", "The learning rate is multiplied by gamma every 'epochs for gamma'."),
-    "gamma_epochs": ("epochs for gamma", "Epochs between two learning-rate drops."),
-    "rois_per_image": (
-        "RoIs per image",
-        "Region proposals sampled per image to train the box head (R-CNN models).",
-    ),
-    "eval_period": (
-        "evaluation period",
-        "Every N epochs: write a checkpoint and measure mAP on the test folders.",
-    ),
-    "split_ratio": (
-        "train/test split",
-        "Only when no test folder is picked: the share of training images trained on.",
-    ),
-    "device": ("device", "auto: the GPU when there is one, else the CPU."),
-}
-ADVANCED_FIELDS: dict[str, tuple[str, str]] = {
-    "seed": ("seed", "Same seed, same split and augmentation: runs can be compared."),
-    "image_size": ("image size", "Shorter image side the model sees. Empty: the model's own."),
-    "augment": ("augment", "Random flips and colour jitter on training images."),
-    "momentum": ("momentum", "SGD momentum."),
-    "weight_decay": ("weight decay", "L2 penalty on the weights."),
-    "warmup_iters": (
-        "warm-up steps",
-        "Learning-rate warm-up. Empty: over the first epoch; 0: none.",
-    ),
-    "num_threads": ("CPU threads", "Threads for training; the default leaves one core free."),
-}
+# Names of the fields shown up front and of those folded under "advanced", in form order.
+MAIN_FIELDS: tuple[str, ...] = tuple(f.name for f in hyperparameter_fields() if not f.advanced)
+ADVANCED_FIELDS: tuple[str, ...] = tuple(f.name for f in hyperparameter_fields() if f.advanced)
 _STYLE = {"description_width": "130px"}
 _LAYOUT = widgets.Layout(width="250px")
 
 
-def _widget_for(field: dataclasses.Field[Any], value: Any, label: str) -> widgets.ValueWidget:
-    annotation = str(field.type)
-    if field.name == "device":
-        options = list(DEVICES)
-        if value not in options:
+def _widget_for(spec: HyperparameterField, value: Any) -> widgets.ValueWidget:
+    kind = spec.input
+    if kind == "dropdown":
+        options = list(spec.choices)
+        if value not in options:  # a valid value outside the list, such as cuda:1
             options.append(value)
         return widgets.Dropdown(
-            options=options, value=value, description=label, style=_STYLE, layout=_LAYOUT
+            options=options, value=value, description=spec.label, style=_STYLE, layout=_LAYOUT
         )
-    if "None" in annotation:  # optional number: empty text means "let the engine choose"
-        return widgets.Text(
-            value="" if value is None else str(value),
-            placeholder="auto",
-            description=label,
-            style=_STYLE,
-            layout=_LAYOUT,
-        )
-    if annotation == "bool":
-        return widgets.Checkbox(value=bool(value), description=label, indent=False)
-    if annotation == "int":
-        return widgets.IntText(value=int(value), description=label, style=_STYLE, layout=_LAYOUT)
-    if annotation == "float":
-        return widgets.FloatText(
-            value=float(value), description=label, style=_STYLE, layout=_LAYOUT
-        )
-    return widgets.Text(value=str(value), description=label, style=_STYLE, layout=_LAYOUT)
+    if kind == "checkbox":
+        return widgets.Checkbox(value=bool(value), description=spec.label, indent=False)
+    if kind == "int":
+        return widgets.IntText(value=value, description=spec.label, style=_STYLE, layout=_LAYOUT)
+    if kind == "float":
+        return widgets.FloatText(value=value, description=spec.label, style=_STYLE, layout=_LAYOUT)
+    # Optional numbers and free text: empty means "let the engine choose".
+    return widgets.Text(
+        value="" if value is None else spec.format(value),
+        placeholder=spec.placeholder,
+        description=spec.label,
+        style=_STYLE,
+        layout=_LAYOUT,
+    )
 
 
 class HyperparameterForm:
@@ -95,48 +63,37 @@ class HyperparameterForm:
             start = initial
         else:
             start = Hyperparameters.from_dict(dict(initial or {}))
+        self.fields = {spec.name: spec for spec in hyperparameter_fields()}
         self.inputs: dict[str, widgets.ValueWidget] = {}
         self.help: dict[str, str] = {}
-        self._optional = {
-            f.name for f in dataclasses.fields(Hyperparameters) if "None" in str(f.type)
-        }
         main, advanced = [], []
-        for field in dataclasses.fields(Hyperparameters):
-            label, text = MAIN_FIELDS.get(field.name) or ADVANCED_FIELDS.get(
-                field.name, (field.name.replace("_", " "), "")
-            )
-            widget = _widget_for(field, getattr(start, field.name), label)
-            widget.tooltip = text
-            self.inputs[field.name] = widget
-            self.help[field.name] = text
+        for spec in self.fields.values():
+            widget = _widget_for(spec, getattr(start, spec.name))
+            widget.tooltip = spec.help
+            self.inputs[spec.name] = widget
+            self.help[spec.name] = spec.help
             row = widgets.HBox(
-                [widget, widgets.HTML(f"<small style='color:#666'>{text}</small>")],
+                [widget, widgets.HTML(f"<small style='color:#666'>{spec.help}</small>")],
                 layout=widgets.Layout(align_items="center"),
             )
-            (main if field.name in MAIN_FIELDS else advanced).append(row)
+            (advanced if spec.advanced else main).append(row)
         self.advanced = widgets.Accordion([widgets.VBox(advanced)], selected_index=None)
         self.advanced.set_title(0, "advanced")
         self.box = widgets.VBox([*main, self.advanced])
 
+    def _is_text(self, name: str) -> bool:
+        return isinstance(self.inputs[name], widgets.Text)
+
     def values(self) -> dict[str, Any]:
         """The raw values typed in; optional numbers left empty are ``None``.
 
-        ``ValueError`` names the field when an optional number is not a whole number.
+        ``ValueError`` names the field when an optional number is not a number.
         """
         values: dict[str, Any] = {}
         for name, widget in self.inputs.items():
             value = widget.value
-            if name in self._optional:
-                text = value.strip()
-                if text == "":
-                    value = None
-                else:
-                    try:
-                        value = int(text)
-                    except ValueError:
-                        raise ValueError(
-                            f"{name} must be a whole number or empty, got {text!r}"
-                        ) from None
+            if self._is_text(name):
+                value = self.fields[name].parse(value)
             values[name] = value
         return values
 
@@ -156,8 +113,11 @@ class HyperparameterForm:
             raise ValueError(f"unknown hyperparameter(s): {', '.join(unknown)}")
         for name, value in data.items():
             widget = self.inputs[name]
-            if name in self._optional:
-                widget.value = "" if value is None else str(value)
+            if self._is_text(name):
+                widget.value = "" if value is None else self.fields[name].format(value)
+            elif isinstance(widget, widgets.Dropdown) and value not in widget.options:
+                widget.options = [*widget.options, value]
+                widget.value = value
             else:
                 widget.value = value
 

@@ -145,6 +145,8 @@ class TrainingPanel(widgets.VBox):
             value=pretrained,
             description="start from pre-trained weights (transfer learning)",
             indent=False,
+            # A checkbox is 300 px wide by default: this label would end in "transfer l...".
+            layout=widgets.Layout(width="auto"),
         )
         folders = project.folders()
         self.train_folders = widgets.SelectMultiple(
