@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image as PILImage
 
 from annowidget.cli import main
+from annowidget.store import Project
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 RACCOON = DATA / "raccoon"
@@ -213,3 +216,109 @@ def test_info_and_the_parser_do_not_import_torch(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "LOADED [] 0" in result.stdout
+
+
+def _damage(db: Path, how: str) -> None:
+    if how == "text":
+        db.write_text("these are my notes, not a database\n")
+    elif how == "empty":
+        db.write_bytes(b"")
+    elif how == "overwritten":
+        with db.open("r+b") as handle:
+            handle.write(bytes(range(256)) * 8)
+    else:  # truncated: the header survives, the pages it points to do not
+        with db.open("r+b") as handle:
+            handle.truncate(3000)
+
+
+@pytest.mark.parametrize("how", ["text", "empty", "overwritten", "truncated"])
+def test_a_damaged_project_database_is_one_line_not_a_traceback(tmp_path: Path, how: str) -> None:
+    (tmp_path / "images").mkdir()
+    project = tmp_path / "p"
+    Project.create(project, images_root=tmp_path / "images").close()
+    for leftover in project.glob("project.sqlite-*"):
+        leftover.unlink()
+    _damage(project / "project.sqlite", how)
+    result = subprocess.run(
+        [*_command(), "info", str(project)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"annowidget info: error: {project}")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_project_folder_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    project = tmp_path / "p"
+    Project.create(project, images_root=tmp_path / "images").close()
+    project.chmod(0o555)
+    try:
+        result = subprocess.run(
+            [*_command(), "import", str(project), str(tmp_path / "images"), "--format", "images"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        project.chmod(0o755)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 0 or len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_two_concurrent_imports_end_in_one_line_each_at_most(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(40):
+        PILImage.new("RGB", (8, 8), (index, 0, 0)).save(images / f"{index:03d}.png")
+    project = tmp_path / "p"
+    Project.create(project, images_root=images).close()
+    command = [*_command(), "import", str(project), str(images), "--format", "images"]
+    runs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [(run.wait(timeout=120), run.stderr.read()) for run in runs]  # type: ignore[union-attr]
+    for code, err in results:
+        assert "Traceback" not in err
+        assert code in (0, 1)
+        if code:
+            assert len(err.splitlines()) == 1, err
+    with Project.open(project) as opened:
+        assert len(opened.images()) == 40  # every image once, whichever import won
+
+
+def test_an_import_that_imports_nothing_exits_1(tmp_path: Path, capsys) -> None:
+    images = tmp_path / "images"
+    (images / "empty").mkdir(parents=True)
+    assert main(["init", str(tmp_path / "p"), "--images", str(images)]) == 0
+    capsys.readouterr()
+    code, _, err = run(capsys, "import", tmp_path / "p", images / "empty", "--format", "images")
+    assert code == 1
+    assert err == f"annowidget import: error: {images / 'empty'}: nothing imported\n"
+    # a VOC import whose every file is skipped is a failure too, not "0 images, exit 0"
+    (tmp_path / "voc").mkdir()
+    (tmp_path / "voc" / "a.xml").write_text(
+        "<annotation><filename>missing.jpg</filename></annotation>"
+    )
+    code, out, err = run(
+        capsys, "import", tmp_path / "p", tmp_path / "voc", "--format", "voc", "--images", images,
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 1, out
+    assert err.startswith(f"annowidget import: error: {tmp_path / 'voc'}: nothing imported (")
+
+
+def test_a_folder_that_names_nothing_is_refused(tmp_path: Path, capsys) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    assert main(["init", str(tmp_path / "p"), "--images", str(images)]) == 0
+    capsys.readouterr()
+    code, _, err = run(
+        capsys, "export", tmp_path / "p", tmp_path / "out.json", "--format", "coco",
+        "--folder", "tset",
+    )  # fmt: skip
+    assert code == 1
+    assert err.startswith("annowidget export: error: --folder tset: no such folder")
+    assert not (tmp_path / "out.json").exists()

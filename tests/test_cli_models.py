@@ -4,11 +4,13 @@ process, plus one real subprocess stopped with Ctrl-C (SIGINT)."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,20 +127,23 @@ def test_a_failed_run_exits_1_with_its_reason(
     assert ModelCard.load(project_dir / "models" / "m").status == "failed"
 
 
-def test_ctrl_c_stops_training_and_keeps_the_last_epoch(project_dir: Path) -> None:
+def _train_until_first_checkpoint(project_dir: Path, **popen: Any) -> subprocess.Popen[str]:
     command = [
         sys.executable, "-m", "annowidget.cli", "train", str(project_dir), "--name", "m",
         "--epochs", "200", "--eval-period", "1", *TINY,
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
     first = project_dir / "models" / "m" / "checkpoints" / "epoch_0001.safetensors"
     deadline = time.monotonic() + 120
     while not first.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert process.poll() is None, process.communicate()
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
+    return process
+
+
+def _assert_stopped_keeping_the_last_epoch(project_dir: Path, out: str, err: str) -> None:
     card = ModelCard.load(project_dir / "models" / "m")
     assert card.status == "stopped"
     kept = card.checkpoints[-1]["epoch"]
@@ -147,3 +152,34 @@ def test_ctrl_c_stops_training_and_keeps_the_last_epoch(project_dir: Path) -> No
     assert "stopping after the current step" in err
     assert (project_dir / "models" / "m" / "weights.safetensors").is_file()
     assert card.metrics[-1]["epoch"] == kept
+
+
+def _ignore_sigint() -> None:
+    # What a non-interactive shell does to a job started with `cmd &`.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_ctrl_c_stops_training_and_keeps_the_last_epoch(project_dir: Path) -> None:
+    # Started with SIGINT ignored, as a background job is: the CLI must still honour Ctrl-C.
+    process = _train_until_first_checkpoint(project_dir, preexec_fn=_ignore_sigint)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    _assert_stopped_keeping_the_last_epoch(project_dir, out, err)
+
+
+def test_sigterm_stops_training_like_ctrl_c(project_dir: Path) -> None:
+    process = _train_until_first_checkpoint(project_dir)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "SIGTERM: annowidget train: stopping after the current step" in err
+    _assert_stopped_keeping_the_last_epoch(project_dir, out, err)
+    # stderr is a pipe here, not a terminal: the run still reports each epoch and evaluation
+    epoch_lines = [line for line in err.splitlines() if re.match(r"epoch \d+/200: ", line)]
+    assert epoch_lines, err
+    assert re.fullmatch(
+        r"epoch 1/200: loss \d+\.\d{4}, lr [0-9.e-]+, \d+\.\d s, ETA \d+ (s|min \d\d s|h \d\d min)",
+        epoch_lines[0],
+    ), epoch_lines[0]
+    assert re.search(r"^epoch 1: AP \d\.\d{3}, AP50 ", err, re.MULTILINE), err

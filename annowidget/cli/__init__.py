@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -46,7 +47,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("annowidget: interrupted", file=sys.stderr)
         return 130
-    except (CommandError, ValueError, OSError, RuntimeError, KeyError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"annowidget {args.command}: error: {message}", file=sys.stderr)
+    except sqlite3.Error as exc:
+        # A damaged, foreign, read-only or busy project.sqlite: name the project, not a stack.
+        where = f"{args.project}: " if getattr(args, "project", None) else ""
+        print(
+            f"annowidget {args.command}: error: {where}project database: {_first_line(exc)}",
+            file=sys.stderr,
+        )
         return 1
+    except (CommandError, ValueError, OSError, RuntimeError, KeyError) as exc:
+        print(f"annowidget {args.command}: error: {_first_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from annowidget.cli.errors import CommandError
+from annowidget.cli.errors import CommandError, check_folders
 from annowidget.store import Project
 
 # annowidget.formats (pycocotools, PIL) is imported inside the handlers that need it, so
@@ -155,6 +155,10 @@ def _import(args: argparse.Namespace) -> int:
         else:
             report = import_images(project, args.path, folder=folder, progress=progress)
     print(report.summary())
+    found = report.images_added + report.images_existing
+    if found + report.annotations_added + report.annotations_existing == 0:
+        skipped = f" ({report.skipped_count} skipped)" if report.skipped_count else ""
+        raise CommandError(f"{args.path}: nothing imported{skipped}")
     return 0
 
 
@@ -162,6 +166,7 @@ def _export(args: argparse.Namespace) -> int:
     from annowidget.formats import export_coco, export_label_maps, export_voc, export_yolo
 
     with Project.open(args.project) as project:
+        check_folders(project, args.folder)
         if args.format == "coco":
             counts = export_coco(
                 project,

@@ -14,17 +14,22 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
-from annowidget.cli.errors import CommandError
+from annowidget.cli.errors import CommandError, check_folders
 from annowidget.models._tasks import TASKS
 from annowidget.store import Project
 from annowidget.train.hyperparameters import (
     HyperparameterField,
     Hyperparameters,
+    check_device,
     hyperparameter_fields,
 )
 
@@ -140,46 +145,74 @@ def hyperparameters_from_args(args: argparse.Namespace) -> Hyperparameters:
 
 
 class _Progress:
-    """A tqdm bar per epoch on stderr (off when stderr is not a terminal)."""
+    """Training progress on stderr.
 
-    def __init__(self, epochs: int) -> None:
+    On a terminal: a tqdm bar per epoch. Always: one line per epoch (loss, lr, seconds, ETA)
+    and one per evaluation, so a log file, CI or ``nohup`` sees the run move instead of
+    minutes of silence.
+    """
+
+    def __init__(self, epochs: int, stream: Any = None) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm
         self.epochs = epochs
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.bar: Any = None
 
     def __call__(self, event: Any) -> None:
         kind = event.kind
         if kind == "step":
+            if not self.tty:
+                return
             if self.bar is None:
                 self.bar = self._tqdm(
                     total=event.steps_per_epoch,
                     desc=f"epoch {event.epoch}/{self.epochs}",
                     unit="step",
-                    file=sys.stderr,
-                    disable=None,
+                    file=self.stream,
                     leave=False,
                 )
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{event.loss:.3f}", lr=f"{event.lr:.2g}", refresh=False)
         elif kind in ("epoch", "finished", "failed"):
             self.close()
-            if kind == "epoch" and sys.stderr.isatty():
-                print(
-                    f"epoch {event.epoch}/{event.epochs}: loss {event.loss:.4f} "
-                    f"({event.seconds:.1f} s)",
-                    file=sys.stderr,
-                )
-        elif kind == "eval" and sys.stderr.isatty():
-            print(f"epoch {event.epoch}: {_metrics_line(event.metrics)}", file=sys.stderr)
+            if kind == "epoch":
+                self._line(_epoch_line(event))
+        elif kind == "eval":
+            self._line(f"epoch {event.epoch}: {_metrics_line(event.metrics)}")
         elif kind == "warning":
-            print(f"annowidget train: warning: {event.message}", file=sys.stderr)
+            self._line(f"annowidget train: warning: {event.message}")
+
+    def _line(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _epoch_line(event: Any) -> str:
+    """``epoch 3/12: loss 0.4123, lr 0.005, 12.3 s, ETA 1 min 51 s``."""
+    left = event.epochs - event.epoch
+    eta = event.elapsed / max(event.epoch, 1) * left  # evaluations included
+    return (
+        f"epoch {event.epoch}/{event.epochs}: loss {event.loss:.4f}, lr {event.lr:.3g}, "
+        f"{event.seconds:.1f} s, ETA {_duration(eta)}"
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 def _metrics_line(metrics: dict[str, Any]) -> str:
@@ -219,8 +252,9 @@ def _train(args: argparse.Namespace) -> int:
         )
         progress = _Progress(hp.epochs)
         trainer.subscribe(progress)
-        trainer.start()
-        interrupted = _wait(trainer)
+        with _graceful_signals():
+            trainer.start()
+            stopped_by = _wait(trainer)
         progress.close()
         card = trainer.card
         assert card is not None
@@ -235,21 +269,66 @@ def _train(args: argparse.Namespace) -> int:
     if trainer.status == "failed":
         print(f"annowidget train: error: {trainer.reason}", file=sys.stderr)
         return 1
-    return 130 if interrupted else 0
+    return stopped_by
 
 
-def _wait(trainer: Any) -> bool:
-    """Wait for the run; the first Ctrl-C stops it (keeping the last epoch), a second aborts."""
+class _Signalled(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) during training: handled exactly like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _graceful_signals() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP stop the run gracefully while training; restored after.
+
+    SIGINT gets Python's handler even when the process started with it ignored (a job
+    started with ``cmd &`` by a non-interactive shell), so Ctrl-C and ``kill -INT`` always
+    work. SIGTERM is what schedulers, ``timeout`` and container runtimes send. SIGHUP is
+    handled only where it would kill us; ``nohup`` (SIGHUP ignored) keeps its meaning.
+    """
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _Signalled(signum)
+
+    wanted = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: stop}
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+        wanted[signal.SIGHUP] = stop
+    previous: dict[int, Any] = {}
+    try:
+        for signum, handler in wanted.items():
+            previous[signum] = signal.signal(signum, handler)
+    except ValueError:  # not the main thread: leave the process's signals alone
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _wait(trainer: Any) -> int:
+    """Wait for the run; returns 0, or 128 + the signal that stopped it.
+
+    The first Ctrl-C (or SIGTERM) stops the run, keeping the last completed epoch; a second
+    one aborts.
+    """
     try:
         while not trainer.join(0.2):
             pass
-        return False
-    except KeyboardInterrupt:
+        return 0
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, _Signalled) else signal.SIGINT
         trainer.stop()
+        again = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        prefix = "\n" if signum == signal.SIGINT else f"{signal.Signals(signum).name}: "
         print(
-            "\nannowidget train: stopping after the current step; keeping the last completed "
-            "epoch (Ctrl-C again to abort)",
+            f"{prefix}annowidget train: stopping after the current step; keeping the last "
+            f"completed epoch ({again} again to abort)",
             file=sys.stderr,
+            flush=True,
         )
     try:
         while not trainer.join(0.2):
@@ -260,19 +339,30 @@ def _wait(trainer: Any) -> bool:
         print("annowidget train: aborted; the model keeps its last checkpoint", file=sys.stderr)
         sys.stderr.flush()
         sys.stdout.flush()
-        os._exit(130)
-    return True
+        os._exit(128 + int(signum))
+    return 128 + int(signum)
 
 
 # ------------------------------------------------------------------------------- predict
+def _check_predict_args(args: argparse.Namespace) -> None:
+    """Refuse bad values before anything runs: predict replaces pending predictions."""
+    if not (math.isfinite(args.threshold) and 0.0 <= args.threshold <= 1.0):
+        raise CommandError(f"threshold must be between 0 and 1, got {args.threshold!r}")
+    if args.batch_size <= 0:
+        raise CommandError(f"batch_size must be a positive integer, got {args.batch_size!r}")
+    check_device(args.device)
+
+
 def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from annowidget.models.predict import predict_images
     from annowidget.train.engine import resolve_device
 
+    _check_predict_args(args)
     device = resolve_device(args.device)
     with Project.open(args.project) as project:
+        check_folders(project, [args.folder] if args.folder else None)
         bar = tqdm(desc="predict", unit="image", file=sys.stderr, disable=None, leave=False)
 
         def progress(done: int, total: int) -> None:
@@ -323,8 +413,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from annowidget.train.engine import resolve_device
     from annowidget.train.scoring import evaluate_model
 
-    device = resolve_device(args.device)
+    device = resolve_device(check_device(args.device))
     with Project.open(args.project) as project:
+        check_folders(project, args.folder)
         metrics = evaluate_model(project, args.model, args.folder, device=device)
     if args.json:
         print(json.dumps(metrics))

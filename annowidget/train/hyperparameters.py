@@ -33,6 +33,18 @@ def default_num_threads() -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
 
+def check_device(name: Any) -> str:
+    """A device name as training, prediction and evaluation take it (``ValueError`` if not).
+
+    Example:
+        >>> check_device(" cuda:1 ")
+        'cuda:1'
+    """
+    if not isinstance(name, str) or not _DEVICE_PATTERN.match(name.strip()):
+        raise ValueError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {name!r}")
+    return name.strip()
+
+
 @dataclass(frozen=True)
 class HyperparameterField:
     """How one ``Hyperparameters`` field is shown: in the form and on the command line.
@@ -295,11 +307,7 @@ class Hyperparameters:
             raise ValueError(f"split_ratio must be between 0 and 1 (exclusive), got {ratio!r}")
         if not isinstance(self.augment, bool):
             raise ValueError(f"augment must be True or False, got {self.augment!r}")
-        if not isinstance(self.device, str) or not _DEVICE_PATTERN.match(self.device.strip()):
-            raise ValueError(
-                f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {self.device!r}"
-            )
-        self.device = self.device.strip()
+        self.device = check_device(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (what the model card stores).
