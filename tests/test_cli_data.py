@@ -322,3 +322,30 @@ def test_a_folder_that_names_nothing_is_refused(tmp_path: Path, capsys) -> None:
     assert code == 1
     assert err.startswith("annowidget export: error: --folder tset: no such folder")
     assert not (tmp_path / "out.json").exists()
+
+
+def test_relocate_points_the_project_at_its_moved_images(tmp_path: Path, capsys) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(3):
+        PILImage.new("RGB", (8, 8), (index, 0, 0)).save(images / f"{index}.png")
+    project = tmp_path / "p"
+    assert main(["init", str(project), "--images", str(images)]) == 0
+    assert main(["import", str(project), str(images), "--format", "images", "--no-progress"]) == 0
+    moved = tmp_path / "moved"
+    images.rename(moved)
+    (tmp_path / "elsewhere").mkdir()
+    capsys.readouterr()
+
+    code, out, err = run(capsys, "relocate", project, "--images", tmp_path / "elsewhere")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"annowidget relocate: error: {tmp_path / 'elsewhere'}: none of the project's 3 images "
+        "are there\n"
+    )
+    code, out, err = run(capsys, "relocate", project, "--images", moved)
+    assert (code, err) == (0, "")
+    assert out == f"images root: {moved} (3 of 3 images found there)\n"
+    with Project.open(project) as opened:  # stored, not only in this process
+        assert opened.images_root == moved
+        assert all(opened.image_path(image).is_file() for image in opened.images())

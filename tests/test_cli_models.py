@@ -96,6 +96,22 @@ def test_train_evaluate_predict_and_list(
     assert code == 0
     assert out.splitlines()[0].split()[:2] == ["trained", "m1"]
 
+    # --delete removes a trained model and frees its name; base models and typos are refused
+    code, out, err = _run(capsys, "models", project, "--delete", "ssdlite320_mobilenet_v3_large")
+    assert (code, out) == (1, "")
+    assert err == (
+        "annowidget models: error: 'ssdlite320_mobilenet_v3_large' is a base model and cannot "
+        "be deleted\n"
+    )
+    code, out, err = _run(capsys, "models", project, "--delete", "m2")
+    assert code == 1
+    assert err.startswith("annowidget models: error: no trained model 'm2' in ")
+    code, out, _ = _run(capsys, "models", project, "--delete", "m1")
+    assert (code, out) == (0, "deleted model m1\n")
+    assert not (project_dir / "models" / "m1").exists()
+    code, out, _ = _run(capsys, "models", project, "--json")
+    assert "m1" not in {row["name"] for row in json.loads(out)}
+
 
 def test_invalid_input_is_one_clear_line(
     project_dir: Path, capsys: pytest.CaptureFixture[str]
@@ -183,3 +199,54 @@ def test_sigterm_stops_training_like_ctrl_c(project_dir: Path) -> None:
         epoch_lines[0],
     ), epoch_lines[0]
     assert re.search(r"^epoch 1: AP \d\.\d{3}, AP50 ", err, re.MULTILINE), err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--threshold", "nan"], "threshold must be between 0 and 1, got nan"),
+        (["--threshold", "2"], "threshold must be between 0 and 1, got 2.0"),
+        (["--threshold", "-1"], "threshold must be between 0 and 1, got -1.0"),
+        (["--batch-size", "0"], "batch_size must be a positive integer, got 0"),
+        (["--batch-size", "-3"], "batch_size must be a positive integer, got -3"),
+        (["--device", "tpu"], "device must be one of auto, cpu, cuda, mps (or cuda:N), got 'tpu'"),
+        (["--folder", "unlabelled"], "--folder unlabelled: no such folder"),
+    ],
+)
+def test_predict_refuses_bad_arguments_before_deleting_anything(
+    project_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with annowidget.Project.open(project_dir) as project:
+        image = project.images(folder="unlabeled")[0]
+        category = project.categories()[0].id
+        project.replace_predictions(
+            image.id, [{"category_id": category, "bbox": [1, 2, 3, 4], "score": 0.9}], source="x"
+        )
+    code, out, err = _run(
+        capsys, "predict", str(project_dir), "--model", "ssdlite320_mobilenet_v3_large", *argv
+    )
+    assert code == 1
+    assert out == ""
+    assert err.startswith(f"annowidget predict: error: {message}")
+    assert err.count("\n") == 1
+    with annowidget.Project.open(project_dir) as project:
+        assert len(project.annotations(predictions=True)) == 1  # still there
+
+
+def test_progress_off_a_terminal_is_one_line_per_epoch_and_evaluation() -> None:
+    import io
+
+    from annowidget.cli.models import _Progress
+    from annowidget.train.events import EpochEvent, EvalEvent, StepEvent
+
+    stream = io.StringIO()  # not a TTY, like a log file, CI or nohup
+    progress = _Progress(12, stream=stream)
+    progress(StepEvent(1, 1, 10, 0.9, {}, 0.005, 1.0))  # steps draw no bar off a terminal
+    progress(EpochEvent(1, 12, 0.71234, {}, 0.005, 25.04, 40, 30.0))
+    progress(EvalEvent(1, {"AP": 0.25, "AP50": 0.5, "AP75": 0.125, "images": 6}))
+    progress(EpochEvent(11, 12, 0.3, {}, 0.00125, 20.0, 40, 3630.0))
+    assert stream.getvalue().splitlines() == [
+        "epoch 1/12: loss 0.7123, lr 0.005, 25.0 s, ETA 5 min 30 s",
+        "epoch 1: AP 0.250, AP50 0.500, AP75 0.125 on 6 images",
+        "epoch 11/12: loss 0.3000, lr 0.00125, 20.0 s, ETA 5 min 30 s",
+    ]

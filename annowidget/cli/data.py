@@ -1,4 +1,5 @@
-"""CLI commands on a project's data: ``init``, ``import``, ``export``, ``split`` and ``info``.
+"""CLI commands on a project's data: ``init``, ``import``, ``export``, ``split``, ``relocate``
+and ``info``.
 
 Each handler calls the same functions a notebook calls (``annowidget.formats``,
 ``annowidget.store``) and prints what it did; errors become one line through
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from annowidget.cli.errors import CommandError, check_folders
@@ -27,7 +29,7 @@ _EXPORT_FORMATS = ("coco", "voc", "yolo", "masks")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``init``, ``import``, ``export``, ``split`` and ``info`` to the parser."""
+    """Add ``init``, ``import``, ``export``, ``split``, ``relocate`` and ``info``."""
     init = subparsers.add_parser("init", help="create a project whose images live under DIR")
     init.add_argument("project", help="directory of the new project")
     init.add_argument("--images", required=True, metavar="DIR", help="the images root")
@@ -85,6 +87,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument("--ratio", type=float, default=0.8, help="share of train (default 0.8)")
     split.add_argument("--seed", type=int, default=0)
     split.set_defaults(handler=_split)
+
+    relocate = subparsers.add_parser(
+        "relocate", help="point the project at its images' new folder after a move"
+    )
+    relocate.add_argument("project")
+    relocate.add_argument("--images", required=True, metavar="DIR", help="the new images root")
+    relocate.set_defaults(handler=_relocate)
 
     info = subparsers.add_parser("info", help="counts per folder, status and category")
     info.add_argument("project")
@@ -203,6 +212,19 @@ def _split(args: argparse.Namespace) -> int:
     if n_train + n_test == 0:
         raise CommandError("no reviewed images to split; label or import some first")
     print(f"train: {n_train} images, test: {n_test} images (seed {args.seed})")
+    return 0
+
+
+def _relocate(args: argparse.Namespace) -> int:
+    with Project.open(args.project) as project:
+        found, total = project.relocate_images(args.images)
+        root = project.images_root
+    print(f"images root: {root} ({found} of {total} images found there)")
+    if found < total:
+        print(
+            f"annowidget relocate: warning: {total - found} images are not under {root}",
+            file=sys.stderr,
+        )
     return 0
 
 

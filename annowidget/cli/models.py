@@ -83,6 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models = subparsers.add_parser("models", help="trained and base models of a project")
     models.add_argument("project")
     models.add_argument("--json", action="store_true", help="print JSON")
+    models.add_argument(
+        "--delete", metavar="NAME", help="delete this trained model and its files (frees its name)"
+    )
     models.set_defaults(handler=_models)
 
 
@@ -432,7 +435,15 @@ def _models(args: argparse.Namespace) -> int:
     from annowidget.models.registry import ModelRegistry
 
     with Project.open(args.project) as project:
-        entries = ModelRegistry(project).list()
+        registry = ModelRegistry(project)
+        if args.delete is not None:
+            try:
+                registry.delete(args.delete)
+            except KeyError as exc:  # str(KeyError) would quote the message
+                raise CommandError(exc.args[0]) from None
+            print(f"deleted model {args.delete}")
+            return 0
+        entries = registry.list()
     if args.json:
         rows = [
             {

@@ -32,6 +32,11 @@ DB_NAME = "project.sqlite"
 _EDITABLE_FIELDS = {"bbox", "category_id", "segmentation", "keypoints", "iscrowd", "area"}
 
 
+def _stored_images_root(root: Path, images: Path) -> str:
+    # Relative when inside the project, so a project that holds its images moves as a whole.
+    return os.path.relpath(images, root) if images.is_relative_to(root) else str(images)
+
+
 class ProjectError(ValueError):
     """A project operation was refused; the message names the path or field at fault."""
 
@@ -111,7 +116,7 @@ class Project:
         root.mkdir(parents=True, exist_ok=True)
         (root / "models").mkdir(exist_ok=True)
         (root / "cache").mkdir(exist_ok=True)
-        stored = os.path.relpath(images, root) if images.is_relative_to(root) else str(images)
+        stored = _stored_images_root(root, images)
         connection = sqlite3.connect(root / DB_NAME, isolation_level=None)
         try:
             _schema.configure(connection)
@@ -135,6 +140,29 @@ class Project:
         if root.name == DB_NAME:
             root = root.parent
         return cls(root)
+
+    def relocate_images(self, images_root: str | os.PathLike[str]) -> tuple[int, int]:
+        """Point the project at its images' new folder; returns (found there, images).
+
+        Refuses a folder that holds none of the project's images: a typo would orphan them.
+
+        Example:
+            >>> # found, total = project.relocate_images("/data/raccoons-moved")
+        """
+        images = Path(images_root).absolute()
+        if not images.is_dir():
+            raise ProjectError(f"{images}: the images root is not a directory")
+        paths = [image.path for image in self.images()]
+        found = sum((images / path).is_file() for path in paths)
+        if paths and not found:
+            raise ProjectError(f"{images}: none of the project's {len(paths)} images are there")
+        with self._write() as connection:
+            connection.execute(
+                "UPDATE meta SET value = ? WHERE key = 'images_root'",
+                (_stored_images_root(self.root, images),),
+            )
+        self.images_root = images
+        return found, len(paths)
 
     @property
     def models_dir(self) -> Path:
