@@ -248,7 +248,7 @@ class Hyperparameters:
     image_size: int | None = declare(
         None,
         label="image size",
-        help="Shorter image side the model sees. Empty: the model's own.",
+        help="Shorter image side the model sees. auto (left empty): the model's own.",
         flag="--image-size",
         advanced=True,
     )
@@ -272,7 +272,7 @@ class Hyperparameters:
     warmup_iters: int | None = declare(
         None,
         label="warm-up steps",
-        help="Learning-rate warm-up. Empty: over the first epoch; 0: none.",
+        help="Learning-rate warm-up. auto (left empty): over the first epoch; 0: none.",
         flag="--warmup-steps",
         advanced=True,
     )
