@@ -308,3 +308,83 @@ def test_imported_boxes_and_other_images_are_not_effort(project: Project, clock:
 def test_a_non_positive_idle_gap_is_refused(project: Project, idle_gap: float) -> None:
     with pytest.raises(ValueError, match="idle_gap"):
         effort_per_image(project, idle_gap=idle_gap)
+
+
+# ---------------------------------------------------------------- browsing is not labeling
+def test_browsing_reviewed_images_is_not_labeling(project: Project, clock: Clock) -> None:
+    """The reported session: Space through imported, reviewed images, then label one image
+    from scratch. Only the labeled image enters the baseline, with only its own seconds."""
+    project.add_annotations_bulk(  # images 1-3 arrive labeled (one "import" log entry)
+        [(i, {"category_id": RACCOON, "bbox": [1, 1, 30, 30]}) for i in (1, 2, 3)]
+    )
+    for t, image_id in [(0, 1), (1.2, 2), (2.0, 3)]:  # Space, Space, Space
+        clock.at(t)
+        view(project, image_id)
+    clock.at(3.0)
+    project.set_status(3, "reviewed")  # Enter on a reviewed image: moving on, not work
+    clock.at(4.0)
+    view(project, 4)  # unlabeled: labeling starts here (+1, the gap before opening it)
+    clock.at(10.0)
+    project.add_annotation(4, RACCOON, [5, 5, 40, 40])
+    clock.at(12.0)
+    project.set_status(4, "reviewed")
+
+    efforts = effort_per_image(project)
+    assert [(e.image_id, e.model, e.seconds) for e in efforts] == [(4, None, 9.0)]
+    (scratch,) = effort_per_round(project)
+    assert (scratch.model, scratch.images, scratch.seconds_per_image) == (None, 1, 9.0)
+
+
+def test_touching_up_a_labeled_image_is_not_the_from_scratch_baseline(
+    project: Project, clock: Clock
+) -> None:
+    project.add_annotations_bulk([(1, {"category_id": RACCOON, "bbox": [1, 1, 30, 30]})])
+    (imported,) = project.annotations(1)
+    clock.at(0)
+    view(project, 1)
+    clock.at(5)
+    project.update_annotation(imported.id, bbox=[2, 1, 30, 30])  # a fix, not labeling
+    clock.at(6)
+    view(project, 2)
+    clock.at(16)
+    project.add_annotation(2, DOG, [0, 0, 9, 9])
+    clock.at(18)
+    project.set_status(2, "reviewed")
+    assert [(e.image_id, e.seconds) for e in effort_per_image(project)] == [(2, 13.0)]
+    assert [(r.model, r.images) for r in effort_per_round(project)] == [(None, 1)]
+
+
+def test_looking_again_at_a_finished_image_adds_no_seconds(project: Project, clock: Clock) -> None:
+    clock.at(0)
+    view(project, 1)
+    clock.at(9)
+    project.add_annotation(1, RACCOON, [1, 1, 20, 20])  # reviewed by the store itself
+    clock.at(10)
+    view(project, 2)
+    clock.at(20)
+    view(project, 1)  # back to image 1, only looking: not counted
+    clock.at(25)
+    view(project, 2)  # and on to image 2 again
+    clock.at(30)
+    project.add_annotation(2, DOG, [5, 5, 20, 20])
+    clock.at(40)
+    view(project, 1)
+    clock.at(42)
+    project.add_annotation(1, DOG, [50, 50, 20, 20])  # looking then working: both count
+    efforts = by_image(effort_per_image(project))
+    assert (efforts[1].seconds, efforts[2].seconds) == (9.0 + 10.0 + 2.0, 1.0 + 5.0 + 5.0)
+    assert efforts[1].drawn_from_scratch == 2
+
+
+def test_browsing_past_predictions_is_not_a_round(project: Project, clock: Clock) -> None:
+    project.add_annotations_bulk([(1, {"category_id": RACCOON, "bbox": [1, 1, 30, 30]})])
+    clock.at(0)
+    predict(project, 1, "r1", [(RACCOON, (1, 1, 30, 30), 0.9)])  # on a reviewed image
+    predict(project, 2, "r1", [(RACCOON, (1, 1, 30, 30), 0.9)])
+    clock.at(1)
+    view(project, 1)  # only looked: no round
+    clock.at(3)
+    view(project, 2)
+    clock.at(4)
+    project.set_status(2, "reviewed")  # predictions left pending, but the status changed
+    assert [(e.image_id, e.model, e.seconds) for e in effort_per_image(project)] == [(2, "r1", 3.0)]

@@ -6,6 +6,13 @@ starts at a ``predict`` action (or at the first human action on an image no mode
 and ends at the next ``predict`` on that image. A session in which the person only looked
 (no edit, no status change) before asking for predictions is merged into the session that
 follows, so the seconds spent before pressing "predict" still count.
+
+Browsing is not labeling. A *visit* is a run of consecutive actions on one image; a visit
+with no work in it (no edit, no status change) on an image that was reviewed when the visit
+began counts no seconds. A session with no work in it at all is no labeling session, and a
+session without a model counts as labeling *from scratch* only if its image was unlabeled
+when the session began (:attr:`Session.from_scratch`): touching up an image that was already
+labeled is neither a model's round nor the from-scratch baseline.
 """
 
 from __future__ import annotations
@@ -48,6 +55,18 @@ class Session:
     events: dict[int, list[Action]] = field(default_factory=dict)
     drawn: list[int] = field(default_factory=list)
     merged: bool = False
+    labeled_at_start: bool = False
+
+    @property
+    def from_scratch(self) -> bool:
+        """No model's predictions, and the image was unlabeled when the session began."""
+        return self.model is None and not self.labeled_at_start
+
+    @property
+    def labeling(self) -> bool:
+        """Whether this session is labeling work: it got work, and it is a model's round or
+        labeling from scratch (browsing or touching up a labeled image is neither)."""
+        return self.worked and (self.model is not None or self.from_scratch)
 
 
 @dataclass(frozen=True)
@@ -111,19 +130,72 @@ def _start(
     return session
 
 
-def replay(actions: Iterable[Action], idle_gap: float) -> list[Session]:
+class _Statuses:
+    """Each image's status as the log replays: reviewed or not, with pending predictions.
+
+    The store changes a status implicitly (a person's edit with no prediction left makes an
+    image reviewed); this mirrors that rule. Before the log says anything about an image,
+    it is taken as reviewed when it holds boxes no logged action added (a bulk import).
+    """
+
+    def __init__(self, imported: set[int]) -> None:
+        self.imported = imported
+        self.reviewed: dict[int, bool] = {}
+        self.pending: dict[int, set[int]] = {}
+
+    def is_reviewed(self, image_id: int) -> bool:
+        return self.reviewed.get(image_id, image_id in self.imported)
+
+    def follow(self, action: Action, image_id: int) -> None:
+        pending = self.pending.setdefault(image_id, set())
+        if action.action == "add_image":
+            self.reviewed[image_id] = False
+        elif action.action == "set_status":
+            if image_id not in self.reviewed and action.payload.get("before") is not None:
+                self.reviewed[image_id] = action.payload["before"] == "reviewed"
+            self.reviewed[image_id] = action.payload.get("after") == "reviewed"
+        elif action.action == "predict":
+            pending.clear()  # a prediction run replaces the pending boxes
+            pending.update(int(i) for i in action.payload.get("annotations", []))
+        elif action.action in EDIT_ACTIONS and action.annotation_id is not None:
+            after = action.payload.get("after") or {}
+            if after.get("is_prediction"):
+                pending.add(action.annotation_id)
+                return
+            pending.discard(action.annotation_id)
+            if _is_machine(action):  # a box imported one at a time
+                self.reviewed[image_id] = self.reviewed.get(image_id, False) or bool(after)
+            elif not pending:  # the store's rule: a person's edit, no prediction left
+                self.reviewed[image_id] = True
+
+
+def replay(
+    actions: Iterable[Action], idle_gap: float, *, imported: Iterable[int] = ()
+) -> list[Session]:
     """Cut the action log into sessions and time them (see :mod:`annowidget.effort.meter`).
+
+    ``imported``: images holding boxes that no logged action added (bulk imports): they
+    count as reviewed until the log says otherwise.
 
     Example:
         >>> replay([], idle_gap=30.0)
         []
     """
     ordered = sorted((a for a in actions if a.image_id is not None), key=lambda a: (a.ts, a.id))
+    statuses = _Statuses(set(imported))
     current: dict[int, Session] = {}
     sessions: list[Session] = []
     last_ts: float | None = None
+    # The visit in progress: its image, whether that image was reviewed when the visit
+    # began, whether it got work, and the seconds it has not yet given its session.
+    visit_image: int | None = None
+    visit_reviewed = False
+    visit_worked = False
+    held = 0.0
     for action in ordered:
         image_id = int(action.image_id)  # type: ignore[arg-type]
+        reviewed_before = statuses.is_reviewed(image_id)
+        statuses.follow(action, image_id)
         if action.action == "predict":
             session = _start(
                 current,
@@ -144,17 +216,37 @@ def replay(actions: Iterable[Action], idle_gap: float) -> list[Session]:
             continue
         if _is_machine(action):
             continue
-        session = current.get(image_id) or _start(current, sessions, image_id, None, action.ts)
-        session.seconds += _active_seconds(action, last_ts, idle_gap)
+        session = current.get(image_id)
+        if session is None:
+            session = _start(current, sessions, image_id, None, action.ts)
+            session.labeled_at_start = reviewed_before
+        if image_id != visit_image:
+            visit_image, visit_reviewed, visit_worked, held = image_id, reviewed_before, False, 0.0
+        seconds = _active_seconds(action, last_ts, idle_gap)
         session.human_actions += 1
         last_ts = action.ts
-        if action.action in EDIT_ACTIONS or action.action == "set_status":
-            session.worked = True
+        if _is_work(action):
+            session.worked = visit_worked = True
+        if visit_worked or not visit_reviewed:
+            session.seconds += held + seconds
+            held = 0.0
+        else:
+            held += seconds  # looking at a reviewed image: counted only if work follows
         if action.action in EDIT_ACTIONS and action.annotation_id is not None:
             session.events.setdefault(action.annotation_id, []).append(action)
             if action.action == "add":
                 session.drawn.append(action.annotation_id)
     return [s for s in sessions if s.human_actions and not s.merged]
+
+
+def _is_work(action: Action) -> bool:
+    """An edit, or a status change that changed the status (Enter on a reviewed image
+    leaves it as it was: that is moving on, not work)."""
+    if action.action in EDIT_ACTIONS:
+        return True
+    if action.action == "set_status":
+        return action.payload.get("before") != action.payload.get("after")
+    return False
 
 
 def _active_seconds(action: Action, last_ts: float | None, idle_gap: float) -> float:
@@ -231,8 +323,11 @@ def replay_project(project: Project, idle_gap: float) -> Replay:
     for _ in range(5):
         actions = project.actions()
         pending = {a.id: a.to_dict() for a in project.annotations(predictions=True)}
+        labels = {(a.id, a.image_id) for a in project.annotations(predictions=False)}
         status = {image.id: image.status for image in project.images()}
         last_id = actions[-1].id if actions else 0
         if not project.actions(since_id=last_id):
             break
-    return Replay(replay(actions, idle_gap), pending, status)
+    logged = {a.annotation_id for a in actions if a.action == "add"}
+    imported = {image_id for annotation_id, image_id in labels if annotation_id not in logged}
+    return Replay(replay(actions, idle_gap, imported=imported), pending, status)

@@ -9,6 +9,13 @@ Rules (the tests pin each one down):
   worked (``source="model:<name>"`` of the last ``predict`` before the work; ``None`` when
   the image was labeled from scratch). Asking for new predictions on an image starts a new
   session; a session where the person only looked before asking is merged into the next.
+* **Browsing is not labeling.** Only work counts: an edit, or a status change that changed
+  the status (Enter on an image already reviewed changes nothing). An image enters the
+  from-scratch baseline only if it was *unlabeled when opened* (no model's predictions on
+  it, not reviewed) and then got work; paging through reviewed images (Space, Next) adds
+  no image and no second to any round, and touching up an image that was already labeled
+  is neither a model's round nor the baseline. Looking at a reviewed image counts only when
+  work on it follows in the same visit (consecutive actions on that image).
 * **Seconds.** The person's actions on all images form one timeline, sorted by time. The gap
   before each action is work on that action's image when it is at most ``idle_gap`` seconds
   and counts 0 when longer (the person was away; no part of a long silence is counted). So
@@ -110,8 +117,9 @@ class RoundEffort:
 
 
 def effort_per_image(project: Project, *, idle_gap: float = DEFAULT_IDLE_GAP) -> list[ImageEffort]:
-    """One entry per image and round in which a person did something, oldest first.
+    """One entry per image and round in which a person labeled, oldest first.
 
+    Browsing and touching up already-labeled images are not labeling (module docstring).
     ``reviewed`` tells whether the image is reviewed now. See the module docstring for how
     seconds and boxes are counted.
 
@@ -119,7 +127,7 @@ def effort_per_image(project: Project, *, idle_gap: float = DEFAULT_IDLE_GAP) ->
         >>> # for e in effort_per_image(project): print(e.image_id, e.model, e.seconds)
     """
     replayed = _replay.replay_project(project, idle_gap)
-    return [_image_effort(s, replayed) for s in replayed.sessions]
+    return [_image_effort(s, replayed) for s in replayed.sessions if s.labeling]
 
 
 def _image_effort(session: _replay.Session, replayed: _replay.Replay) -> ImageEffort:

@@ -68,7 +68,9 @@ def ongoing_evaluation(
     replayed = _replay.replay_project(project, idle_gap=float("inf"))
     latest: dict[str, dict[int, list[_ap.Box]]] = {}
     for session in replayed.sessions:
-        if session.model is None or replayed.status.get(session.image_id) != "reviewed":
+        if session.model is None or not session.worked:
+            continue  # browsing past predictions is not correcting them
+        if replayed.status.get(session.image_id) != "reviewed":
             continue
         fates = _replay.fates(session, replayed.pending)
         if any(f.outcome == _replay.SUPERSEDED or f.original is None for f in fates):
