@@ -10,7 +10,9 @@ that were edited, accepted or rejected, and from the rows themselves for boxes s
 pending) are compared with the image's reviewed annotations as they are now:
 
 * **precision / recall** at ``iou`` (0.5 by default), counting predictions whose score is at
-  least ``threshold``; matching is per class, greedy by decreasing score (COCO's rule).
+  least ``threshold`` (:data:`DEFAULT_THRESHOLD`, the app's default score threshold, unless
+  asked otherwise: every view of these numbers says which threshold it used); matching is
+  per class, greedy by decreasing score (COCO's rule).
 * **ap50**: COCO's 101-point interpolated AP at IoU 0.5 over all predictions whatever their
   score, averaged over the classes that have ground truth on these images; it reproduces
   ``pycocotools.COCOeval``'s AP50 on the same boxes (a test checks it).
@@ -27,6 +29,12 @@ from dataclasses import dataclass, field
 
 from annowidget.effort import _ap, _replay
 from annowidget.store import Project
+
+#: The score a prediction needs to count for precision and recall, unless asked otherwise:
+#: the same default as the Predict tab's and the Annotator's threshold.
+DEFAULT_THRESHOLD = 0.5
+#: The IoU at which a prediction matches a reviewed box.
+DEFAULT_IOU = 0.5
 
 
 @dataclass(frozen=True)
@@ -52,10 +60,12 @@ class ModelScore:
     ap50: float | None
     ap50_per_category: dict[int, float] = field(default_factory=dict)
     image_ids: tuple[int, ...] = ()
+    threshold: float = DEFAULT_THRESHOLD  # the score precision and recall counted from
+    iou: float = DEFAULT_IOU
 
 
 def ongoing_evaluation(
-    project: Project, *, iou: float = 0.5, threshold: float = 0.5
+    project: Project, *, iou: float = DEFAULT_IOU, threshold: float = DEFAULT_THRESHOLD
 ) -> dict[str, ModelScore]:
     """Score every model on the reviewed images it pre-labeled, in the order models first ran.
 
@@ -128,6 +138,8 @@ def _score_model(
         ap50=_mean(list(per_category.values())),
         ap50_per_category=per_category,
         image_ids=tuple(image_ids),
+        threshold=threshold,
+        iou=iou,
     )
 
 

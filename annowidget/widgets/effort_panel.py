@@ -1,15 +1,19 @@
 """The EffortPanel: what each round of labeling cost, and how good each model was.
 
 A thin view over :mod:`annowidget.effort`; it computes nothing itself. One plotly
-``FigureWidget`` with two plots, updated inside ``batch_update()``:
+``FigureWidget`` with two plots, one above the other (side by side, their titles ran into
+each other), updated inside ``batch_update()``:
 
 - per round (the model whose predictions people corrected; "from scratch" for images
-  labeled without one): seconds per image (bars) and the share of predicted boxes accepted
-  unchanged (line, right axis), from :func:`~annowidget.effort.effort_per_round`;
-- per model: precision, recall and AP50 on the images people corrected after it pre-labeled
-  them, from :func:`~annowidget.effort.ongoing_evaluation`.
+  that were unlabeled when opened and labeled without one; browsing is not labeling):
+  seconds per image (bars, left axis) and the share of predicted boxes accepted unchanged
+  (line, right axis in %, ticks every 25 %), from :func:`~annowidget.effort.effort_per_round`;
+- per model: precision, recall (at the score threshold named in the plot's title) and AP50
+  on the images people corrected after it pre-labeled them, on a 0-1 axis, from
+  :func:`~annowidget.effort.ongoing_evaluation`.
 
-Below it, a table with the same rounds in numbers. Refresh re-reads the action log (so does
+Below it, a table with the same rounds in numbers. Before any reviewed work, the plots are
+hidden and a line says what will appear here. Refresh re-reads the action log (so does
 changing the idle gap); errors are shown in the panel, never raised into the notebook.
 """
 
@@ -24,23 +28,27 @@ from plotly.subplots import make_subplots
 
 from annowidget.effort import ModelScore, RoundEffort, effort_per_round, ongoing_evaluation
 from annowidget.effort.meter import DEFAULT_IDLE_GAP
+from annowidget.effort.ongoing import DEFAULT_IOU, DEFAULT_THRESHOLD
+from annowidget.effort.summary import FROM_SCRATCH, round_label
 from annowidget.store import Project
 
-__all__ = ["FROM_SCRATCH", "EffortPanel"]
+__all__ = ["FROM_SCRATCH", "EffortPanel", "round_label"]
 
-#: The x label of the round of images labeled without predictions.
-FROM_SCRATCH = "from scratch"
 _SCORE_METRICS = (("precision", "precision"), ("recall", "recall"), ("AP50", "ap50"))
+#: What the tab says before there is anything to plot.
+EMPTY_STATE = (
+    "Nothing to show yet. Label images in the Label tab (from scratch, or after a model "
+    "pre-labeled them in the Predict tab) and mark them reviewed (Enter); then press "
+    "Refresh. Paging through images that are already reviewed is not labeling and is not "
+    "counted."
+)
 
 
-def round_label(model: str | None) -> str:
-    """The name a round goes by in the panel.
-
-    Example:
-        >>> round_label(None), round_label("round-2")
-        ('from scratch', 'round-2')
-    """
-    return FROM_SCRATCH if model is None else model
+def _score_title(threshold: float, iou: float) -> str:
+    return (
+        f"each model on the images people corrected: precision and recall at "
+        f"score ≥ {threshold:.2f} (IoU {iou:.2f}), AP50 over all scores"
+    )
 
 
 class EffortPanel(widgets.VBox):
@@ -57,8 +65,8 @@ class EffortPanel(widgets.VBox):
         project: Project,
         *,
         idle_gap: float = DEFAULT_IDLE_GAP,
-        iou: float = 0.5,
-        threshold: float = 0.5,
+        iou: float = DEFAULT_IOU,
+        threshold: float = DEFAULT_THRESHOLD,
     ) -> None:
         self.project = project
         self.iou = float(iou)
@@ -82,13 +90,20 @@ class EffortPanel(widgets.VBox):
         )
         self.message = widgets.HTML()
         self.table = widgets.HTML()
-        self.figure = self._new_figure()
+        self.empty = widgets.HTML(
+            f"<p style='color:#555;max-width:640px'>{html.escape(EMPTY_STATE)}</p>",
+            layout=widgets.Layout(display="none"),
+        )
+        self.figure = self._new_figure(self.threshold, self.iou)
+        # The FigureWidget's own ``layout`` is plotly's, so a box shows and hides it.
+        self.plots = widgets.Box([self.figure])
         self.refresh_button.on_click(lambda _: self.refresh())
         self.idle_gap.observe(lambda _: self.refresh(), names="value")
         super().__init__(
             [
                 widgets.HBox([self.refresh_button, self.idle_gap, self.message]),
-                self.figure,
+                self.empty,
+                self.plots,
                 self.table,
             ]
         )
@@ -111,7 +126,10 @@ class EffortPanel(widgets.VBox):
         self.rounds, self.scores = rounds, scores
         self.refreshed_at = time.time()
         self._update_figure()
-        self.table.value = _table_html(rounds, scores)
+        nothing = not rounds and not scores
+        self.empty.layout.display = None if nothing else "none"
+        self.plots.layout.display = "none" if nothing else None
+        self.table.value = _table_html(rounds, scores, self.threshold)
         images = sum(r.images for r in rounds)
         self.message.value = (
             f"{len(rounds)} round(s), {images} reviewed image(s); "
@@ -127,16 +145,14 @@ class EffortPanel(widgets.VBox):
         self.message.value = f"<span style='color:#c62828'>{text}</span>"
 
     @staticmethod
-    def _new_figure() -> go.FigureWidget:
+    def _new_figure(threshold: float, iou: float) -> go.FigureWidget:
         figure = go.FigureWidget(
             make_subplots(
-                rows=1,
-                cols=2,
-                specs=[[{"secondary_y": True}, {}]],
-                subplot_titles=(
-                    "labeling cost per round",
-                    "each model on the images people corrected",
-                ),
+                rows=2,
+                cols=1,
+                specs=[[{"secondary_y": True}], [{}]],
+                vertical_spacing=0.2,
+                subplot_titles=("labeling cost per round", _score_title(threshold, iou)),
             )
         )
         figure.add_bar(x=[], y=[], name="seconds per image", row=1, col=1, secondary_y=False)
@@ -150,15 +166,35 @@ class EffortPanel(widgets.VBox):
             secondary_y=True,
         )
         for name, _ in _SCORE_METRICS:
-            figure.add_bar(x=[], y=[], name=name, row=1, col=2)
+            figure.add_bar(x=[], y=[], name=name, row=2, col=1)
         figure.update_layout(
-            height=340, barmode="group", margin={"l": 50, "r": 50, "t": 30, "b": 30}
+            height=560, barmode="group", margin={"l": 60, "r": 60, "t": 40, "b": 30}
         )
-        figure.update_yaxes(title_text="seconds per image", row=1, col=1, secondary_y=False)
+        figure.update_annotations(font_size=13)  # the subplot titles
         figure.update_yaxes(
-            title_text="accepted unchanged (%)", range=[0, 100], row=1, col=1, secondary_y=True
+            title_text="seconds per image", rangemode="tozero", row=1, col=1, secondary_y=False
         )
-        figure.update_yaxes(range=[0, 1], row=1, col=2)
+        # Its own round ticks: by default the right axis copies the left one's tick
+        # positions and reads 0/27.6/55.3/82.9.
+        figure.update_yaxes(
+            title_text="accepted unchanged (%)",
+            range=[0, 105],
+            tickmode="array",
+            tickvals=[0, 25, 50, 75, 100],
+            ticksuffix="%",
+            showgrid=False,
+            row=1,
+            col=1,
+            secondary_y=True,
+        )
+        figure.update_yaxes(
+            title_text="score (0-1)",
+            range=[0, 1.05],
+            tickmode="array",
+            tickvals=[0, 0.25, 0.5, 0.75, 1.0],
+            row=2,
+            col=1,
+        )
         return figure
 
     def _update_figure(self) -> None:
@@ -184,7 +220,7 @@ def _number(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-def _table_html(rounds: list[RoundEffort], scores: dict[str, ModelScore]) -> str:
+def _table_html(rounds: list[RoundEffort], scores: dict[str, ModelScore], threshold: float) -> str:
     if not rounds:
         return ""
     header = (
@@ -196,8 +232,8 @@ def _table_html(rounds: list[RoundEffort], scores: dict[str, ModelScore]) -> str
         "relabeled",
         "false positives deleted",
         "misses drawn",
-        "precision",
-        "recall",
+        f"precision (score ≥ {threshold:.2f})",
+        f"recall (score ≥ {threshold:.2f})",
         "AP50",
     )
     rows = []
