@@ -149,3 +149,60 @@ def test_empty_project_and_errors_are_shown_not_raised(tmp_path: Path) -> None:
     (tmp_path / "proj" / "project.sqlite").mkdir()  # not a database any more
     assert panel.refresh() is False
     assert "could not read the effort" in panel.message.value
+
+
+def test_axes_titles_and_threshold_are_where_they_belong(project: Project) -> None:
+    panel = EffortPanel(project)
+    layout = panel.figure.layout
+    cost_title, score_title = (a.text for a in layout.annotations)
+    assert cost_title == "labeling cost per round"
+    assert "score ≥ 0.50" in score_title  # the threshold precision and recall counted from
+    # Stacked, not side by side: the two titles sit on different rows and cannot overlap.
+    assert layout.annotations[0].y > layout.annotations[1].y
+    # The % axis belongs to the cost chart (overlays its y axis), with round ticks.
+    assert layout.yaxis2.title.text == "accepted unchanged (%)"
+    assert layout.yaxis2.overlaying == "y"
+    assert list(layout.yaxis2.tickvals) == [0, 25, 50, 75, 100]
+    # The score chart has its own 0-1 axis, titled as such.
+    assert layout.yaxis3.title.text == "score (0-1)"
+    assert tuple(layout.yaxis3.range) == (0, 1.05)
+    assert "precision (score ≥ 0.50)" in panel.table.value
+    assert panel.empty.layout.display == "none"
+    assert panel.plots.layout.display is None
+
+
+def test_one_default_threshold_and_it_is_named(project: Project) -> None:
+    from annowidget.effort import DEFAULT_THRESHOLD
+    from annowidget.widgets import LabelingApp
+
+    assert EffortPanel(project).threshold == DEFAULT_THRESHOLD
+    assert ongoing_evaluation(project)["r1"].threshold == DEFAULT_THRESHOLD
+    stricter = EffortPanel(project, threshold=0.65)
+    assert "score ≥ 0.65" in stricter.figure.layout.annotations[1].text
+    assert list(_traces(stricter)["precision"].y) == [
+        s.precision for s in ongoing_evaluation(project, threshold=0.65).values()
+    ]
+    app = LabelingApp(project)
+    assert app.effort.threshold == app.predict.threshold.value == DEFAULT_THRESHOLD
+
+
+def test_empty_state_until_there_is_work(tmp_path: Path, clock: Clock) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    with Project.create(tmp_path / "proj", images_root=images) as project:
+        project.add_category("raccoon")
+        project.add_image("a.jpg", width=200, height=200, checksum="0" * 40)
+        panel = EffortPanel(project)
+        assert panel.empty.layout.display is None
+        assert "Nothing to show yet" in panel.empty.value
+        assert panel.plots.layout.display == "none"
+        clock.at(0)
+        project.log_action("view", image_id=1)  # looking is not work: still empty
+        panel.refresh()
+        assert panel.plots.layout.display == "none"
+        clock.at(5)
+        project.add_annotation(1, RACCOON, [1, 1, 20, 20])
+        panel.refresh()
+        assert panel.empty.layout.display == "none"
+        assert panel.plots.layout.display is None
+        assert list(_traces(panel)["seconds per image"].x) == [FROM_SCRATCH]
