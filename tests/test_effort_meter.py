@@ -388,3 +388,64 @@ def test_browsing_past_predictions_is_not_a_round(project: Project, clock: Clock
     clock.at(4)
     project.set_status(2, "reviewed")  # predictions left pending, but the status changed
     assert [(e.image_id, e.model, e.seconds) for e in effort_per_image(project)] == [(2, "r1", 3.0)]
+
+
+# ------------------------------------------------ the quickstart's "See the gain", as reported
+def test_see_the_gain_after_browsing_then_labeling(tmp_path: Path, clock: Clock) -> None:
+    """The session from the report, through the real sample project, the real Annotator (fed
+    the messages its front end sends) and the quickstart's own summary: Space through 11
+    reviewed images, label 2 unlabeled ones from scratch, correct 3 after model-1. The
+    baseline is the 2 labeled images at their own seconds, not 13 images of browsing."""
+    from annowidget import sample_project
+    from annowidget.effort import gain_summary
+    from annowidget.widgets import Annotator
+
+    project = sample_project(tmp_path / "sample")
+    raccoon = project.category("raccoon").id
+    unlabeled = [image.id for image in project.images(folder="unlabeled")]
+    clock.at(0)
+    browse = Annotator(project, folder="train")
+    t = 0.0
+    for _ in range(11):  # Space through reviewed images, 0.7-2.4 s each
+        t += 1.5
+        clock.at(t)
+        browse._handle_custom_msg({"type": "next", "seq": 0}, [])
+    reviewed_views = {a.image_id for a in project.actions() if a.action == "view"}
+    assert len(reviewed_views) == 12  # the first image and 11 more, all reviewed
+
+    label = Annotator(project, folder="unlabeled")
+    assert label.image.id == unlabeled[0]
+    for seconds in (20.0, 16.0):  # two images from scratch: draw one box, Enter
+        t += 1.0
+        clock.at(t)  # the Annotator logs its "view" as the image opens; the box comes later
+        t += seconds - 2.0
+        clock.at(t)
+        label._handle_custom_msg(
+            {"type": "add", "category_id": raccoon, "bbox": [10, 10, 80, 60], "seq": 1}, []
+        )
+        t += 1.0
+        clock.at(t)
+        label._handle_custom_msg({"type": "submit", "seq": 2}, [])
+    for image_id in unlabeled[2:5]:  # model-1 pre-labels three; each takes 4 s to accept
+        rows = [{"category_id": raccoon, "bbox": [5, 5, 50, 50], "score": 0.9}]
+        (prediction,) = project.replace_predictions(image_id, rows, source="model:model-1")
+        t += 2.0
+        clock.at(t)
+        label.goto(image_id)
+        t += 1.0
+        clock.at(t)
+        label._handle_custom_msg({"type": "accept", "id": prediction.id, "seq": 3}, [])
+        t += 1.0
+        clock.at(t)
+        project.set_status(image_id, "reviewed")
+
+    text = gain_summary(project)
+    scratch_line = next(line for line in text.splitlines() if "from scratch:" in line)
+    # 19 s + 16 s: Enter after drawing logs nothing (the box already made the image
+    # reviewed), so the second of it counts as opening the next image; browsing counts 0.
+    assert "from scratch: 2 image(s), 17.5 s/image" in scratch_line
+    assert "model-1: 3 image(s), 4.3 s/image (0.25x from scratch), kept unchanged: 100%" in text
+    assert [e.seconds for e in effort_per_image(project)] == [19.0, 16.0, 5.0, 4.0, 4.0]
+    (scratch, model_1) = effort_per_round(project)
+    assert {e.image_id for e in effort_per_image(project) if e.model is None} == set(unlabeled[:2])
+    assert (scratch.images, model_1.images) == (2, 3)
