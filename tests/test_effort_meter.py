@@ -449,3 +449,33 @@ def test_see_the_gain_after_browsing_then_labeling(tmp_path: Path, clock: Clock)
     (scratch, model_1) = effort_per_round(project)
     assert {e.image_id for e in effort_per_image(project) if e.model is None} == set(unlabeled[:2])
     assert (scratch.images, model_1.images) == (2, 3)
+
+
+def test_an_accepted_prediction_is_not_taken_for_an_imported_label(
+    project: Project, clock: Clock
+) -> None:
+    # Images imported in bulk leave no per-image log entry. Image 5's first prediction is
+    # accepted, the second waits: coming back to it later is coming back to work, not to a
+    # reviewed image (the accepted box is not an imported label).
+    (new,) = project.add_images_bulk([{"path": "e.jpg", "width": 640, "height": 480}])
+    clock.at(0)
+    first, second = predict(
+        project, new, "r1", [(RACCOON, (1, 1, 20, 20), 0.9), (DOG, (50, 50, 20, 20), 0.8)]
+    )
+    clock.at(1)
+    view(project, new)
+    clock.at(2)
+    project.accept_prediction(first)  # +1
+    clock.at(4)
+    view(project, 2)  # elsewhere: +2 to image 2, only looked
+    clock.at(5)
+    view(project, new)  # +1: a look at an image that still needs work counts
+    clock.at(6)
+    view(project, 2)
+    clock.at(7)
+    view(project, new)  # +1
+    clock.at(9)
+    project.delete_annotation(second)  # +2
+    (effort,) = effort_per_image(project)
+    assert (effort.image_id, effort.model) == (new, "r1")
+    assert effort.seconds == 0.0 + 1.0 + 1.0 + 1.0 + 2.0

@@ -6,6 +6,7 @@ import contextlib
 import io
 import random
 import time
+from pathlib import Path
 
 import pytest
 from pycocotools.coco import COCO
@@ -121,3 +122,54 @@ def test_nothing_to_score_and_bad_arguments() -> None:
         bootstrap_difference({}, {}, {1: []}, resamples=0)
     with pytest.raises(ValueError, match="confidence"):
         bootstrap_difference({}, {}, {1: []}, confidence=1.0)
+
+
+# ------------------------------------------------------------- real models, real images
+DATA = Path(__file__).parents[1].parent / "shared" / "data" / "raccoon"
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"dataset missing: {DATA}")
+def test_compare_rounds_scores_registry_models_on_the_test_folder(tmp_path: Path) -> None:
+    import torch
+
+    from annowidget.effort import compare_rounds
+    from annowidget.formats import import_voc
+    from annowidget.store import Project
+    from annowidget.train import Hyperparameters, Trainer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with Project.create(tmp_path / "proj", images_root=DATA / "images") as project:
+            annotations = DATA / "annotations"
+            import_voc(
+                project, [annotations / f"raccoon-{i}.xml" for i in (1, 2, 3, 4)], folder="train"
+            )
+            import_voc(
+                project, [annotations / f"raccoon-{i}.xml" for i in (7, 8, 9)], folder="test"
+            )
+            hp = Hyperparameters(
+                epochs=1,
+                batch_size=2,
+                image_size=64,
+                rois_per_image=32,
+                eval_period=1,
+                seed=0,
+                num_threads=1,
+                device="cpu",
+                augment=False,
+            )
+            card = Trainer(project, "m", hyperparameters=hp, pretrained=False).run()
+            assert card.status == "finished", card.status_reason
+
+            report = compare_rounds(project, "m", "m", folder="test", resamples=200)
+            assert (report.images, report.boxes) == (3, project.snapshot("test").num_annotations)
+            # The same model on the same images: no difference, and no noise in it either.
+            for difference in (report.ap, report.ap50):
+                assert difference.a == difference.b
+                assert (difference.low, difference.high) == (0.0, 0.0)
+            assert "m -> m on folder 'test' (3 images" in report.text()
+            with pytest.raises(ValueError, match="no reviewed images"):
+                compare_rounds(project, "m", "m", folder="unlabeled")
+    finally:
+        torch.set_num_threads(threads)

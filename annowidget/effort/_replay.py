@@ -328,6 +328,11 @@ def replay_project(project: Project, idle_gap: float) -> Replay:
         last_id = actions[-1].id if actions else 0
         if not project.actions(since_id=last_id):
             break
+    # Boxes the log saw arrive: drawn or imported one at a time, or predicted (an accepted
+    # prediction is a reviewed box now). Any other reviewed box came in a bulk import.
     logged = {a.annotation_id for a in actions if a.action == "add"}
+    for action in actions:
+        if action.action == "predict":
+            logged.update(int(i) for i in action.payload.get("annotations", []))
     imported = {image_id for annotation_id, image_id in labels if annotation_id not in logged}
     return Replay(replay(actions, idle_gap, imported=imported), pending, status)
