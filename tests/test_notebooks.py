@@ -69,6 +69,12 @@ def test_quickstart_runs_the_whole_loop(tmp_path, monkeypatch):
     assert "'reviewed': 40" in text  # every unlabeled image corrected
     assert "model-1: trained on ['train'], test AP50" in text
     assert "model-2: trained on ['train'], test AP50" in text
+    assert "on 6 test images" in text  # AP and AP50 come with the test-set size
+    assert "model-1 -> model-2 on folder 'test' (6 images" in text
+    assert "95% interval" in text  # and say whether the difference is within noise
+    assert "<span" not in text  # text, not the panel's HTML
+    assert "Labeling cost per round (reviewed images; browsing is not labeling):" in text
+    assert "model-1: 10 image(s)" in text  # the corrected images, nothing browsed
     assert "no annowidget thread left" in text
     assert "Traceback" not in _stderr(notebook)
     assert (sample / "models" / "model-2" / "weights.safetensors").is_file()
