@@ -35,6 +35,8 @@ __all__ = ["Difference", "RoundComparison", "bootstrap_difference", "compare_rou
 
 IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 DEFAULT_RESAMPLES = 1000
+#: The tasks whose models predict boxes, the ones a round comparison scores.
+BOX_TASKS = frozenset({"detection", "instance_segmentation", "keypoints"})
 DEFAULT_SEED = 0
 
 
@@ -263,18 +265,30 @@ def _number(value: float) -> float | None:
 def _detections(project: Project, name: str, images: Sequence, device: str) -> dict:
     """``{image id: [Box]}``: the model's detections in original pixels, project classes."""
     import torch
-    from torchvision.io import ImageReadMode, decode_image
 
     from annowidget.models.predict import category_mapping
     from annowidget.models.registry import ModelRegistry
+    from annowidget.store import decode_for_model
+    from annowidget.store.images import check_recorded_size
 
     net, card = ModelRegistry(project).load(name, device=device)
+    if card.task not in BOX_TASKS:
+        raise ValueError(
+            f"model {name!r} is a {card.task} model: rounds are compared on boxes "
+            f"({', '.join(sorted(BOX_TASKS))} models)"
+        )
     to_project = category_mapping(project, card)
     net.eval()
     result: dict[int, list[_ap.Box]] = {}
     with torch.inference_mode():
         for image in images:
-            pixels = decode_image(str(project.image_path(image)), mode=ImageReadMode.RGB)
+            # The store's decoder: EXIF orientation applied, as when the boxes were drawn.
+            path = project.image_path(image)
+            pixels = decode_for_model(path)
+            # A file changed since it was labeled would be scored against misplaced boxes.
+            check_recorded_size(
+                path, (pixels.shape[-1], pixels.shape[-2]), (image.width, image.height)
+            )
             (output,) = net([pixels.to(device).float().div_(255)])
             boxes = output["boxes"].float().cpu().tolist()
             scores = output["scores"].float().cpu().tolist()
