@@ -163,6 +163,10 @@ def test_compare_rounds_scores_registry_models_on_the_test_folder(tmp_path: Path
             assert card.status == "finished", card.status_reason
 
             report = compare_rounds(project, "m", "m", folder="test", resamples=200)
+            # Scored through the training run's own evaluation pipeline: its card's numbers.
+            final = card.metrics[-1]
+            assert report.ap.a == pytest.approx(final["AP"], abs=1e-6)
+            assert report.ap50.a == pytest.approx(final["AP50"], abs=1e-6)
             assert (report.images, report.boxes) == (3, project.snapshot("test").num_annotations)
             # The same model on the same images: no difference, and no noise in it either.
             for difference in (report.ap, report.ap50):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from annowidget.effort import _ap
-from annowidget.store import Project
+from annowidget.store import Project, Snapshot
 
 __all__ = ["Difference", "RoundComparison", "bootstrap_difference", "compare_rounds"]
 
@@ -262,14 +262,20 @@ def _number(value: float) -> float | None:
 
 
 # ---------------------------------------------------------------------- models
-def _detections(project: Project, name: str, images: Sequence, device: str) -> dict:
-    """``{image id: [Box]}``: the model's detections in original pixels, project classes."""
+def _detections(project: Project, name: str, snapshot: Snapshot, device: str) -> dict:
+    """``{image id: [Box]}``: the model's detections in original pixels, project classes.
+
+    The images go through the pipeline the training run's own evaluation uses (the test
+    dataset resized to the model's input size, :func:`engine.eval_loader`,
+    :func:`coco_eval.to_results`), so on the same images the observed AP and AP50 are the
+    ones the model card holds.
+    """
     import torch
 
     from annowidget.models.predict import category_mapping
     from annowidget.models.registry import ModelRegistry
-    from annowidget.store import decode_for_model
-    from annowidget.store.images import check_recorded_size
+    from annowidget.train import coco_eval, engine
+    from annowidget.train.dataset import SnapshotDataset
 
     net, card = ModelRegistry(project).load(name, device=device)
     if card.task not in BOX_TASKS:
@@ -278,26 +284,28 @@ def _detections(project: Project, name: str, images: Sequence, device: str) -> d
             f"({', '.join(sorted(BOX_TASKS))} models)"
         )
     to_project = category_mapping(project, card)
+    transform = net.transform  # torchvision's detectors resize inside: their input size
+    dataset = SnapshotDataset.from_snapshot(
+        project,
+        snapshot,
+        task="detection",
+        image_size=int(transform.min_size[-1]),
+        max_size=int(transform.max_size),
+    )
     net.eval()
-    result: dict[int, list[_ap.Box]] = {}
+    result: dict[int, list[_ap.Box]] = {image.id: [] for image, _ in snapshot.items}
     with torch.inference_mode():
-        for image in images:
-            # The store's decoder: EXIF orientation applied, as when the boxes were drawn.
-            path = project.image_path(image)
-            pixels = decode_for_model(path)
-            # A file changed since it was labeled would be scored against misplaced boxes.
-            check_recorded_size(
-                path, (pixels.shape[-1], pixels.shape[-2]), (image.width, image.height)
-            )
-            (output,) = net([pixels.to(device).float().div_(255)])
-            boxes = output["boxes"].float().cpu().tolist()
-            scores = output["scores"].float().cpu().tolist()
-            labels = output["labels"].cpu().tolist()
-            result[image.id] = [
-                _ap.Box(to_project[int(label)], [x0, y0, x1 - x0, y1 - y0], float(score))
-                for (x0, y0, x1, y1), score, label in zip(boxes, scores, labels, strict=True)
-                if int(label) in to_project
-            ]
+        for images, targets in engine.eval_loader(dataset):
+            outputs = net([image.to(device) for image in images])
+            for output, target in zip(outputs, targets, strict=True):
+                entries = coco_eval.to_results(
+                    output, target["image_id"], target["scale"], "detection"
+                )
+                result[int(target["image_id"])] += [
+                    _ap.Box(to_project[int(r["category_id"])], r["bbox"], float(r["score"]))
+                    for r in entries["bbox"]
+                    if int(r["category_id"]) in to_project
+                ]
     return result
 
 
@@ -325,14 +333,13 @@ def compare_rounds(
             f"folder {folder!r} has no reviewed images to compare the models on "
             f"(folders: {', '.join(project.folders()) or 'none'})"
         )
-    images = [image for image, _ in snapshot.items]
     truths = {
         image.id: [_ap.Box(a.category_id, a.bbox) for a in rows if not a.iscrowd]
         for image, rows in snapshot.items
     }
     ap, ap50 = bootstrap_difference(
-        _detections(project, model_a, images, device),
-        _detections(project, model_b, images, device),
+        _detections(project, model_a, snapshot, device),
+        _detections(project, model_b, snapshot, device),
         truths,
         resamples=resamples,
         seed=seed,
@@ -342,7 +349,7 @@ def compare_rounds(
         model_a,
         model_b,
         folder,
-        images=len(images),
+        images=len(snapshot.items),
         boxes=sum(len(t) for t in truths.values()),
         ap=ap,
         ap50=ap50,
