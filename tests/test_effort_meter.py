@@ -479,3 +479,30 @@ def test_an_accepted_prediction_is_not_taken_for_an_imported_label(
     (effort,) = effort_per_image(project)
     assert (effort.image_id, effort.model) == (new, "r1")
     assert effort.seconds == 0.0 + 1.0 + 1.0 + 1.0 + 2.0
+
+
+def test_a_status_the_log_first_mentions_in_a_set_status_is_its_before(
+    project: Project, clock: Clock
+) -> None:
+    # Images bulk-added as reviewed without boxes (negatives) leave no per-image log entry:
+    # the first set_status on one says what it was. Boxing a reviewed negative is touching
+    # up a labeled image; the bulk-added unlabeled image is the one labeled from scratch.
+    rows = [{"path": f"n{i}.jpg", "width": 64, "height": 64, "status": "reviewed"} for i in (1, 2)]
+    negative, other, fresh = project.add_images_bulk(
+        [*rows, {"path": "n3.jpg", "width": 64, "height": 64}]
+    )
+    clock.at(0)
+    project.set_status(negative, "unlabeled")  # "this one needs a box after all"
+    clock.at(5)
+    project.add_annotation(negative, RACCOON, [1, 1, 9, 9])
+    clock.at(6)
+    view(project, other)
+    clock.at(8)
+    project.set_status(other, "reviewed")  # reviewed -> reviewed: moving on, not work
+    clock.at(9)
+    view(project, fresh)
+    clock.at(15)
+    project.add_annotation(fresh, RACCOON, [1, 1, 9, 9])
+    assert [(e.image_id, e.model, e.seconds) for e in effort_per_image(project)] == [
+        (fresh, None, 7.0)
+    ]

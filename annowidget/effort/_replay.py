@@ -143,16 +143,19 @@ class _Statuses:
         self.reviewed: dict[int, bool] = {}
         self.pending: dict[int, set[int]] = {}
 
-    def is_reviewed(self, image_id: int) -> bool:
-        return self.reviewed.get(image_id, image_id in self.imported)
+    def before(self, action: Action, image_id: int) -> bool:
+        """Whether the image was reviewed just before ``action``."""
+        if image_id in self.reviewed:
+            return self.reviewed[image_id]
+        if action.action == "set_status" and action.payload.get("before") is not None:
+            return action.payload["before"] == "reviewed"  # the log's first word on it
+        return image_id in self.imported
 
     def follow(self, action: Action, image_id: int) -> None:
         pending = self.pending.setdefault(image_id, set())
         if action.action == "add_image":
             self.reviewed[image_id] = False
         elif action.action == "set_status":
-            if image_id not in self.reviewed and action.payload.get("before") is not None:
-                self.reviewed[image_id] = action.payload["before"] == "reviewed"
             self.reviewed[image_id] = action.payload.get("after") == "reviewed"
         elif action.action == "predict":
             pending.clear()  # a prediction run replaces the pending boxes
@@ -194,7 +197,7 @@ def replay(
     held = 0.0
     for action in ordered:
         image_id = int(action.image_id)  # type: ignore[arg-type]
-        reviewed_before = statuses.is_reviewed(image_id)
+        reviewed_before = statuses.before(action, image_id)
         statuses.follow(action, image_id)
         if action.action == "predict":
             session = _start(
