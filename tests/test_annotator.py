@@ -4,9 +4,11 @@ the widget's real message handler, and what it sends back is read off its comm."
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
+import ipywidgets
 import pytest
 from PIL import Image as PILImage
 
@@ -573,3 +575,13 @@ def test_a_class_added_from_python_appears_without_refresh(project):
     while len(widget.categories) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [c["name"] for c in widget.categories] == ["raccoon", "dog"]
+
+
+def test_the_category_watcher_ends_once_its_widgets_are_closed(project):
+    ipywidgets.Widget.close_all()  # earlier tests' widgets would keep it watching
+    widget = Annotator(project)
+    watching = [t for t in threading.enumerate() if t.name == "annowidget-categories"]
+    assert watching, "an open Annotator is watched for category changes"
+    widget.close()
+    watching[0].join(timeout=5)
+    assert not watching[0].is_alive()

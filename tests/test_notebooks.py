@@ -15,7 +15,12 @@ from nbclient import NotebookClient
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 
 THREADS_JOINED = """
-import threading
+import threading, time
+import ipywidgets
+# Training threads must be joined by now; the category watcher lives while widgets are
+# open, so close them and give it one watch period to notice.
+ipywidgets.Widget.close_all()
+time.sleep(2.5)
 alive = [t.name for t in threading.enumerate() if t.name.startswith("annowidget-")]
 assert not alive, f"threads still running after the notebook: {alive}"
 print("no annowidget thread left")

@@ -90,9 +90,14 @@ def _start_watcher() -> None:
 
 
 def _watch() -> None:
-    stop = threading.Event()
-    while not stop.wait(_WATCH_SECONDS):
+    global _watcher
+    pause = threading.Event()  # never set: wait() is an interruptible sleep
+    while not pause.wait(_WATCH_SECONDS):
         with _lock:
+            _forget_closed()
+            if not _projects:  # every widget that listened is gone: nothing to watch
+                _watcher = None
+                return
             projects = [(root, ref()) for root, ref in _projects.items()]
         for root, project in projects:
             if project is None:
@@ -105,3 +110,19 @@ def _watch() -> None:
                 changed = _seen_categories.get(root) != key
             if changed:
                 publish(project, "categories")
+
+
+def _forget_closed() -> None:
+    """Drop projects whose category listeners are all gone (called under ``_lock``)."""
+    for root in list(_projects):
+        listeners = _listeners.get(root, {}).get("categories", [])
+        listeners[:] = [r for r in listeners if _is_open(r)]
+        if not listeners or _projects[root]() is None:
+            _projects.pop(root, None)
+            _seen_categories.pop(root, None)
+
+
+def _is_open(ref: weakref.WeakMethod[Callable[..., Any]]) -> bool:
+    """A listener counts while its widget lives and is not closed (``comm`` gone)."""
+    method = ref()
+    return method is not None and getattr(method.__self__, "comm", True) is not None
