@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import sqlite3
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +20,8 @@ from annowidget.formats._common import (
     FormatError,
     ImageEntry,
     clip_box,
+    commit_images,
     images_dir_of,
-    insert_annotations,
     is_number,
     iter_export_rows,
     resolve_images,
@@ -258,6 +259,9 @@ def import_coco(
     valid: list[tuple[str, dict[str, Any]]] = []
     first: dict[int, int] = {}
     for index, raw in enumerate(data.get("annotations", [])):
+        image_id = raw.get("image_id") if isinstance(raw, dict) else None
+        if type(image_id) is int and image_id in images:  # counted even if invalid below
+            images[image_id].declared += 1
         ann = _annotation(index, raw, images, categories, report)
         if ann is None:
             continue
@@ -288,7 +292,7 @@ def import_coco(
             if values is not None:
                 values["category_id"] = category_ids[ann["category_id"]]
                 rows.append((image, values))
-    insert_annotations(project, rows, report, source=SOURCE)
+    commit_images(project, resolved, rows, report, source=SOURCE, progress=progress)
     return report
 
 
@@ -367,8 +371,11 @@ def export_coco(
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as out, project._read():
-            counts = _write_coco(out, project, folders, status, include_predictions)
+        with (
+            os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as out,
+            project.read() as connection,
+        ):
+            counts = _write_coco(out, project, connection, folders, status, include_predictions)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, target)
@@ -381,6 +388,7 @@ def export_coco(
 def _write_coco(
     out: Any,
     project: Project,
+    connection: sqlite3.Connection,
     folders: str | Sequence[str] | None,
     status: str | Sequence[str] | None,
     include_predictions: bool,
@@ -397,7 +405,7 @@ def _write_coco(
             entry["skeleton"] = category.skeleton
         categories.append(entry)
     images, annotations = iter_export_rows(
-        project, folders, status, include_predictions=include_predictions
+        project, connection, folders, status, include_predictions=include_predictions
     )
     info = {
         "description": f"exported by annowidget from {project.root.name}",
