@@ -258,7 +258,7 @@ def commit_images(
         project.import_images(items, source=source),
         total=len(items),
         desc="importing",
-        enabled=progress,
+        enabled=progress and bool(items),
     )
     for image, outcome in zip(images.values(), outcomes, strict=True):
         if outcome.error is not None:

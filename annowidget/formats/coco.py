@@ -29,7 +29,7 @@ from annowidget.formats._common import (
 from annowidget.formats._masks import check_segmentation, mask_area
 from annowidget.formats._memory import read_json_bytes
 from annowidget.formats._report import ImportReport
-from annowidget.store import Project
+from annowidget.store import Project, ProjectError
 
 SOURCE = "import:coco"
 
@@ -288,6 +288,9 @@ def import_coco(
                 report.skip(item_of[id(ann)], f"its image ({entry.item}) was skipped")
     for entry, image in resolved:
         for ann in entry.annotations:
+            if ann["category_id"] not in category_ids:
+                report.skip(item_of[id(ann)], "its category's name was refused")
+                continue
             values = _values(item_of[id(ann)], ann, image.width, image.height, report)
             if values is not None:
                 values["category_id"] = category_ids[ann["category_id"]]
@@ -303,15 +306,20 @@ def _add_categories(
     known = {category.name for category in project.categories()}
     ids = {}
     for file_id, category in categories.items():
-        if category["name"] not in known:
+        try:
+            added = project.add_category(
+                category["name"],
+                supercategory=category["supercategory"],
+                keypoints=category["keypoints"],
+                skeleton=category["skeleton"],
+            )
+        except ProjectError as exc:  # a name no format could hold (a newline...)
+            report.skip(f"categories[id {file_id}]", str(exc))
+            continue
+        if added.name not in known:
             report.categories_added += 1
-            known.add(category["name"])
-        ids[file_id] = project.add_category(
-            category["name"],
-            supercategory=category["supercategory"],
-            keypoints=category["keypoints"],
-            skeleton=category["skeleton"],
-        ).id
+            known.add(added.name)
+        ids[file_id] = added.id
     return ids
 
 

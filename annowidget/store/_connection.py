@@ -103,9 +103,9 @@ class Connections:
         try:
             connection.execute(start)
         except sqlite3.DatabaseError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise
-            raise self.broken(exc) from exc
+            if any(mark in str(exc) for mark in _BROKEN):
+                raise self.broken(exc) from exc
+            raise  # locked, read-only...: the caller's message says it as SQLite does
         self._local.depth = depth + 1
         try:
             yield connection
