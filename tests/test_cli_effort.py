@@ -16,7 +16,7 @@ from annowidget.models.card import ModelCard
 from annowidget.models.registry import ModelRegistry
 from annowidget.models.zoo import build_model
 from annowidget.store import Project
-from annowidget.store import project as store_project
+from annowidget.store import annotations as store_annotations
 
 RACCOON_DATA = Path(__file__).parents[1].parent / "shared" / "data" / "raccoon"
 T0 = 1_700_000_000.0
@@ -33,7 +33,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, st
 def campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Image 1 drawn from scratch (13 s); images 2 and 3 corrected after model r1 (20 s)."""
     now = [T0]
-    monkeypatch.setattr(store_project, "_now", lambda: now[0])
+    monkeypatch.setattr(store_annotations, "now", lambda: now[0])
 
     def at(seconds: float) -> None:
         now[0] = T0 + seconds

@@ -13,7 +13,7 @@ import pytest
 
 from annowidget.effort import effort_per_image, effort_per_round
 from annowidget.store import Project
-from annowidget.store import project as store_project
+from annowidget.store import annotations as store_annotations
 
 T0 = 1_700_000_000.0
 
@@ -35,7 +35,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr(store_project, "_now", clock)
+    monkeypatch.setattr(store_annotations, "now", clock)
     return clock
 
 

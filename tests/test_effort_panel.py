@@ -13,7 +13,7 @@ import pytest
 
 from annowidget.effort import effort_per_round, ongoing_evaluation
 from annowidget.store import Project
-from annowidget.store import project as store_project
+from annowidget.store import annotations as store_annotations
 from annowidget.widgets.effort_panel import FROM_SCRATCH, EffortPanel
 
 T0 = 1_700_000_000.0
@@ -34,7 +34,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr(store_project, "_now", clock)
+    monkeypatch.setattr(store_annotations, "now", clock)
     return clock
 
 

@@ -191,7 +191,9 @@ def test_a_name_the_format_cannot_hold_is_refused_naming_it(
         export_coco(project, tmp_path / "all.json")
     with Project.create(tmp_path / "back", images_root=tmp_path / "images") as back:
         import_coco(back, tmp_path / "all.json")
-        assert [c.name for c in back.categories()] == [name.strip(), "cat"]
+        # ...except where the store refuses the name on the way in (control characters)
+        kept = [name.strip()] if name.isprintable() else []
+        assert [c.name for c in back.categories()] == [*kept, "cat"]
 
 
 def test_a_yolo_export_reads_back_with_the_same_classes(tmp_path: Path) -> None:

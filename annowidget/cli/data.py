@@ -86,6 +86,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument("project")
     split.add_argument("--ratio", type=float, default=0.8, help="share of train (default 0.8)")
     split.add_argument("--seed", type=int, default=0)
+    split.add_argument(
+        "--reshuffle",
+        action="store_true",
+        help="re-split every image afresh (default: images already in train/test stay)",
+    )
     split.set_defaults(handler=_split)
 
     relocate = subparsers.add_parser(
@@ -208,7 +213,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _split(args: argparse.Namespace) -> int:
     with Project.open(args.project) as project:
-        n_train, n_test = project.split(args.ratio, seed=args.seed)
+        n_train, n_test = project.split(args.ratio, seed=args.seed, reshuffle=args.reshuffle)
     if n_train + n_test == 0:
         raise CommandError("no reviewed images to split; label or import some first")
     print(f"train: {n_train} images, test: {n_test} images (seed {args.seed})")
@@ -229,7 +234,7 @@ def _relocate(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    with Project.open(args.project) as project:
+    with Project.open(args.project, readonly=True) as project:
         info = project.info()
     if args.json:
         print(json.dumps(info, indent=2))

@@ -4,15 +4,15 @@ Imports run in three steps so that one bad item never aborts the rest: parse and
 (bad items go to the report), probe the new image files (bad files go to the report), then
 insert everything that is left through the store's bulk APIs (one transaction each).
 
-A few read queries here use the project's connection (``project._db``) directly: they
-fetch plain tuples for thousands of rows at once, which the record-per-row public API
-would make slow on big datasets. They only read.
+Bulk reads go through :mod:`annowidget.store.queries` inside ``project.read()``, writes
+through ``project.import_images``: each image lands with its annotations or not at all.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,17 +22,14 @@ from typing import Any
 from tqdm import tqdm
 
 from annowidget.formats._report import ImportReport
-from annowidget.store import Project, ProjectError
+from annowidget.store import ImportItem, Project, ProjectError, queries
 from annowidget.store.images import ImageError, probe_image
-from annowidget.store.project import image_filter
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 """File suffixes (lower case) that imports treat as images."""
 
 ROUNDING_PX = 0.01
 """Boxes that overflow their image by at most this much are clipped without a report."""
-
-_CHUNK = 500  # stay well under SQLite's limit on bound variables
 
 
 class FormatError(ValueError):
@@ -44,7 +41,8 @@ class ImageEntry:
     """One image a dataset file mentions, before it is resolved against the project.
 
     ``item`` names it in reports; ``path`` is absolute or relative to the images root;
-    ``width``/``height`` are what the dataset declares (None when it does not say).
+    ``width``/``height`` are what the dataset declares (None when it does not say);
+    ``declared`` counts the objects the file lists for it, valid or not.
     """
 
     item: str
@@ -52,16 +50,24 @@ class ImageEntry:
     width: int | None = None
     height: int | None = None
     annotations: list[dict[str, Any]] = field(default_factory=list)
+    declared: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class ResolvedImage:
-    """An image of the project an import attaches annotations to."""
+    """An image an import attaches annotations to; ``id`` is known once it is committed.
 
-    id: int
+    One object per file: entries that name the same file share it.
+    """
+
+    path: str
     width: int
     height: int
     existing: bool
+    checksum: str = ""
+    folder: str = "unlabeled"
+    status: str = "unlabeled"
+    id: int | None = None
 
 
 def is_number(value: Any) -> bool:
@@ -91,20 +97,6 @@ def progress_bar(iterable: Iterable[Any], *, total: int, desc: str, enabled: boo
     return tqdm(iterable, total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True)
 
 
-def _existing_images(project: Project, paths: Sequence[str]) -> dict[str, tuple[int, int, int]]:
-    """``path -> (id, width, height)`` of the paths the project already has."""
-    found: dict[str, tuple[int, int, int]] = {}
-    db = project._db
-    for start in range(0, len(paths), _CHUNK):
-        chunk = list(paths[start : start + _CHUNK])
-        marks = ",".join("?" * len(chunk))
-        for path, id_, width, height in db.execute(
-            f"SELECT path, id, width, height FROM images WHERE path IN ({marks})", chunk
-        ):
-            found[path] = (id_, width, height)
-    return found
-
-
 def _probe(path: Path) -> Any:
     try:
         return probe_image(path)
@@ -121,12 +113,12 @@ def resolve_images(
     status: str,
     progress: bool = False,
 ) -> list[tuple[ImageEntry, ResolvedImage]]:
-    """Find or add the images of ``entries``; returns the usable ones with their project ids.
+    """Find or probe the images of ``entries``; returns the usable ones (nothing is stored).
 
     Paths that escape the images root, files that are missing or do not decode are skipped
     and reported. New images are probed (size after EXIF orientation, checksum) in a few
-    threads, since decoding releases the GIL, then inserted in one transaction. When the
-    dataset's declared size disagrees with the file, the file wins and the report says so.
+    threads, since decoding releases the GIL. When the dataset's declared size disagrees
+    with the file, the file wins and the report says so. :func:`commit_images` stores them.
     """
     relative: list[tuple[ImageEntry, str]] = []
     for entry in entries:
@@ -134,7 +126,8 @@ def resolve_images(
             relative.append((entry, project.relative_path(entry.path)))
         except ProjectError as exc:
             report.skip(entry.item, str(exc))
-    existing = _existing_images(project, sorted({rel for _, rel in relative}))
+    with project.read() as connection:
+        existing = queries.existing_images(connection, sorted({rel for _, rel in relative}))
 
     to_probe: dict[str, ImageEntry] = {}
     for entry, rel in relative:
@@ -150,47 +143,31 @@ def resolve_images(
             )
             probed = dict(zip(to_probe, results, strict=True))
 
-    new_rows: list[dict[str, Any]] = []
-    for rel, info in probed.items():
-        if isinstance(info, Exception):
-            continue
-        new_rows.append(
-            {
-                "path": rel,
-                "width": info.width,
-                "height": info.height,
-                "checksum": info.checksum,
-                "folder": folder,
-                "status": status,
-            }
-        )
-    if new_rows:
-        ids = project.add_images_bulk(new_rows)
-        for row, id_ in zip(new_rows, ids, strict=True):
-            existing[row["path"]] = (id_, row["width"], row["height"])
-        report.images_added += len(new_rows)
-
+    images: dict[str, ResolvedImage] = {}
     resolved: list[tuple[ImageEntry, ResolvedImage]] = []
-    counted: set[str] = set()
     for entry, rel in relative:
         info = probed.get(rel)
         if isinstance(info, Exception):
             reason = info.reason if isinstance(info, ImageError) else str(info)
             report.skip(entry.item, f"{rel}: {reason}")
             continue
-        id_, width, height = existing[rel]
-        is_new = info is not None
-        if not is_new and rel not in counted:
-            report.images_existing += 1
-        counted.add(rel)
+        if rel not in images:
+            if info is None:
+                _, width, height = existing[rel]
+                images[rel] = ResolvedImage(rel, width, height, True, "", folder, status)
+            else:
+                images[rel] = ResolvedImage(
+                    rel, info.width, info.height, False, info.checksum, folder, status
+                )
+        image = images[rel]
         declared = (entry.width, entry.height)
-        if declared != (None, None) and declared != (width, height):
+        if declared != (None, None) and declared != (image.width, image.height):
             report.warn(
                 entry.item,
                 f"declared size {entry.width}x{entry.height} differs from the file's "
-                f"{width}x{height} (after EXIF orientation); the file's size is used",
+                f"{image.width}x{image.height} (after EXIF orientation); the file's size is used",
             )
-        resolved.append((entry, ResolvedImage(id_, width, height, existing=not is_new)))
+        resolved.append((entry, image))
     return resolved
 
 
@@ -230,67 +207,84 @@ def category_ids(project: Project, report: ImportReport, names: Iterable[str]) -
     for name in names:
         clean = str(name).strip()
         if clean not in known:
-            known[clean] = project.add_category(clean).id
-            report.categories_added += 1
+            category = project.add_category(clean)  # validates and NFC-normalises
+            if category.name not in known:
+                report.categories_added += 1
+            known[clean] = known[category.name] = category.id
         result[name] = known[clean]
     return result
 
 
-def _box_key(image_id: int, category_id: int, bbox: Sequence[float]) -> tuple[Any, ...]:
-    return (image_id, category_id, *(round(float(v), 3) for v in bbox))
-
-
-def insert_annotations(
+def commit_images(
     project: Project,
+    resolved: Sequence[tuple[ImageEntry, ResolvedImage]],
     rows: Sequence[tuple[ResolvedImage, dict[str, Any]]],
     report: ImportReport,
     *,
     source: str,
+    empty_is_negative: bool = False,
+    progress: bool = False,
 ) -> None:
-    """Insert validated annotations in one transaction, leaving out ones already stored.
+    """Store the resolved images with their annotations, each image all-or-nothing.
 
-    Re-importing a dataset into the same project must not double its boxes, so an
-    annotation with the same image, category and box as a stored one is counted as
-    existing instead of added.
+    An image lands together with its boxes or not at all (a killed import never leaves an
+    image reviewed without them); an annotation with the same image, category and box as a
+    stored one is counted as existing instead of added, so re-running an import doubles
+    nothing. An image whose dataset entry had objects but none survived validation is not
+    stored as a reviewed "nothing here" (it goes in unlabeled), unless
+    ``empty_is_negative`` (label maps: all background is an answer).
     """
-    existing_ids = sorted({image.id for image, _ in rows if image.existing})
-    stored = _stored_box_keys(project, existing_ids)
-    new: list[tuple[int, dict[str, Any]]] = []
+    by_image: dict[int, list[dict[str, Any]]] = {}
     for image, values in rows:
-        if image.existing:
-            key = _box_key(image.id, values["category_id"], values["bbox"])
-            if key in stored:
-                report.annotations_existing += 1
-                continue
-            stored.add(key)
-        new.append((image.id, {**values, "source": source}))
-    if new:
-        report.annotations_added += project.add_annotations_bulk(new, log=source)
-
-
-def _stored_box_keys(project: Project, image_ids: Sequence[int]) -> set[tuple[Any, ...]]:
-    keys: set[tuple[Any, ...]] = set()
-    db = project._db
-    for start in range(0, len(image_ids), _CHUNK):
-        chunk = list(image_ids[start : start + _CHUNK])
-        marks = ",".join("?" * len(chunk))
-        for image_id, category_id, x, y, w, h in db.execute(
-            f"SELECT image_id, category_id, x, y, w, h FROM annotations "
-            f"WHERE image_id IN ({marks})",
-            chunk,
-        ):
-            keys.add(_box_key(image_id, category_id, (x, y, w, h)))
-    return keys
+        by_image.setdefault(id(image), []).append({**values, "source": source})
+    entries_of: dict[int, list[ImageEntry]] = {}
+    images: dict[int, ResolvedImage] = {}
+    for entry, image in resolved:
+        entries_of.setdefault(id(image), []).append(entry)
+        images.setdefault(id(image), image)
+    items = []
+    for key, image in images.items():
+        kept = by_image.get(key, [])
+        declared = any(e.annotations or e.declared for e in entries_of[key])
+        status = image.status
+        if status == "reviewed" and declared and not kept and not empty_is_negative:
+            status = "unlabeled"
+        items.append(
+            ImportItem(
+                image.path, image.width, image.height, image.checksum, image.folder, status, kept
+            )
+        )
+    outcomes = progress_bar(
+        project.import_images(items, source=source),
+        total=len(items),
+        desc="importing",
+        enabled=progress and bool(items),
+    )
+    for image, outcome in zip(images.values(), outcomes, strict=True):
+        if outcome.error is not None:
+            for entry in entries_of[id(image)]:
+                report.skip(entry.item, f"{image.path}: not imported: {outcome.error}")
+            continue
+        image.id = outcome.image_id
+        if outcome.new:
+            report.images_added += 1
+        else:
+            report.images_existing += 1
+        report.annotations_added += outcome.added
+        report.annotations_existing += outcome.existing
 
 
 def iter_export_rows(
     project: Project,
+    connection: sqlite3.Connection,
     folders: str | Sequence[str] | None,
     status: str | Sequence[str] | None,
     *,
     include_predictions: bool,
 ) -> tuple[list[tuple[Any, ...]], Callable[[], Iterator[tuple[Any, ...]]]]:
     """The selected images, and a function streaming their annotations as plain tuples.
+
+    Call it inside ``with project.read() as connection`` and stream within it.
 
     Images are ``(id, path, width, height, status)``; annotations are ``(image_id, id,
     category_id, x, y, w, h, segmentation_json, keypoints_json, num_keypoints, iscrowd, area,
@@ -300,32 +294,10 @@ def iter_export_rows(
     format an image with no object reads as "labeled, nothing here", which an image
     nobody has looked at is not.
     """
-    where, args = image_filter(folders, status, table="i")
-    prediction_clause = "" if include_predictions else " AND a.is_prediction = 0"
-    labeled = (
-        "(i.status = 'reviewed' OR EXISTS (SELECT 1 FROM annotations a "
-        f"WHERE a.image_id = i.id{prediction_clause}))"
+    return queries.export_rows(
+        connection,
+        project.images_root,
+        folders,
+        status,
+        include_predictions=include_predictions,
     )
-    where = (where + " AND " if where else " WHERE ") + labeled
-    db = project._db
-    images = db.execute(
-        f"SELECT i.id, i.path, i.width, i.height, i.status FROM images i{where} ORDER BY i.id",
-        args,
-    ).fetchall()
-    joined_where = where + prediction_clause
-
-    def annotations() -> Iterator[tuple[Any, ...]]:
-        cursor = db.cursor()
-        cursor.row_factory = None  # plain tuples: sqlite3.Row costs time on a million rows
-        cursor.arraysize = 4096
-        cursor.execute(
-            "SELECT a.image_id, a.id, a.category_id, a.x, a.y, a.w, a.h, a.segmentation, "
-            "a.keypoints, a.num_keypoints, a.iscrowd, a.area, a.score "
-            f"FROM annotations a JOIN images i ON i.id = a.image_id{joined_where} "
-            "ORDER BY a.image_id, a.id",
-            args,
-        )
-        while rows := cursor.fetchmany():
-            yield from rows
-
-    return [tuple(row) for row in images], annotations

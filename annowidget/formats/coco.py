@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import sqlite3
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +20,8 @@ from annowidget.formats._common import (
     FormatError,
     ImageEntry,
     clip_box,
+    commit_images,
     images_dir_of,
-    insert_annotations,
     is_number,
     iter_export_rows,
     resolve_images,
@@ -28,7 +29,7 @@ from annowidget.formats._common import (
 from annowidget.formats._masks import check_segmentation, mask_area
 from annowidget.formats._memory import read_json_bytes
 from annowidget.formats._report import ImportReport
-from annowidget.store import Project
+from annowidget.store import Project, ProjectError
 
 SOURCE = "import:coco"
 
@@ -258,6 +259,9 @@ def import_coco(
     valid: list[tuple[str, dict[str, Any]]] = []
     first: dict[int, int] = {}
     for index, raw in enumerate(data.get("annotations", [])):
+        image_id = raw.get("image_id") if isinstance(raw, dict) else None
+        if type(image_id) is int and image_id in images:  # counted even if invalid below
+            images[image_id].declared += 1
         ann = _annotation(index, raw, images, categories, report)
         if ann is None:
             continue
@@ -284,11 +288,14 @@ def import_coco(
                 report.skip(item_of[id(ann)], f"its image ({entry.item}) was skipped")
     for entry, image in resolved:
         for ann in entry.annotations:
+            if ann["category_id"] not in category_ids:
+                report.skip(item_of[id(ann)], "its category's name was refused")
+                continue
             values = _values(item_of[id(ann)], ann, image.width, image.height, report)
             if values is not None:
                 values["category_id"] = category_ids[ann["category_id"]]
                 rows.append((image, values))
-    insert_annotations(project, rows, report, source=SOURCE)
+    commit_images(project, resolved, rows, report, source=SOURCE, progress=progress)
     return report
 
 
@@ -299,15 +306,20 @@ def _add_categories(
     known = {category.name for category in project.categories()}
     ids = {}
     for file_id, category in categories.items():
-        if category["name"] not in known:
+        try:
+            added = project.add_category(
+                category["name"],
+                supercategory=category["supercategory"],
+                keypoints=category["keypoints"],
+                skeleton=category["skeleton"],
+            )
+        except ProjectError as exc:  # a name no format could hold (a newline...)
+            report.skip(f"categories[id {file_id}]", str(exc))
+            continue
+        if added.name not in known:
             report.categories_added += 1
-            known.add(category["name"])
-        ids[file_id] = project.add_category(
-            category["name"],
-            supercategory=category["supercategory"],
-            keypoints=category["keypoints"],
-            skeleton=category["skeleton"],
-        ).id
+            known.add(added.name)
+        ids[file_id] = added.id
     return ids
 
 
@@ -367,8 +379,11 @@ def export_coco(
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as out, project._read():
-            counts = _write_coco(out, project, folders, status, include_predictions)
+        with (
+            os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as out,
+            project.read() as connection,
+        ):
+            counts = _write_coco(out, project, connection, folders, status, include_predictions)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, target)
@@ -381,6 +396,7 @@ def export_coco(
 def _write_coco(
     out: Any,
     project: Project,
+    connection: sqlite3.Connection,
     folders: str | Sequence[str] | None,
     status: str | Sequence[str] | None,
     include_predictions: bool,
@@ -397,7 +413,7 @@ def _write_coco(
             entry["skeleton"] = category.skeleton
         categories.append(entry)
     images, annotations = iter_export_rows(
-        project, folders, status, include_predictions=include_predictions
+        project, connection, folders, status, include_predictions=include_predictions
     )
     info = {
         "description": f"exported by annowidget from {project.root.name}",

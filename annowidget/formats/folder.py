@@ -9,6 +9,7 @@ from annowidget.formats._common import (
     IMAGE_EXTENSIONS,
     FormatError,
     ImageEntry,
+    commit_images,
     resolve_images,
 )
 from annowidget.formats._report import ImportReport
@@ -59,5 +60,8 @@ def import_images(
         ImageEntry(file.relative_to(path).as_posix(), file)
         for file in find_images(path, recursive=recursive)
     ]
-    resolve_images(project, entries, report, folder=folder, status="unlabeled", progress=progress)
+    resolved = resolve_images(
+        project, entries, report, folder=folder, status="unlabeled", progress=progress
+    )
+    commit_images(project, resolved, [], report, source="import", progress=progress)
     return report

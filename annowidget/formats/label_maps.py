@@ -29,8 +29,8 @@ from annowidget.formats._common import (
     FormatError,
     ImageEntry,
     category_ids,
+    commit_images,
     images_dir_of,
-    insert_annotations,
     iter_export_rows,
     progress_bar,
     resolve_images,
@@ -216,6 +216,7 @@ def import_label_maps(
             )
             continue
         reviewed.append(image)
+        image.status = "reviewed"
         for value, rle in data["masks"].items():
             compressed = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
             area = float(mask_utils.area(compressed))
@@ -236,11 +237,21 @@ def import_label_maps(
                 "area": area,
             }
             rows.append((image, values))
-    insert_annotations(project, rows, report, source=SOURCE)
+    commit_images(
+        project,
+        resolved,
+        rows,
+        report,
+        source=SOURCE,
+        empty_is_negative=True,
+        progress=progress,
+    )
     # An all-background label map still means "a person looked: nothing here".
     with_rows = {image.id for image, _ in rows}
     for image in reviewed:
-        if image.id not in with_rows and project.image(image.id).status != "reviewed":
+        if image.id is None or image.id in with_rows:
+            continue
+        if project.image(image.id).status != "reviewed":
             project.set_status(image.id, "reviewed")
     return report
 
@@ -300,8 +311,10 @@ def export_label_maps(
     check_category_names(((c.id, c.name) for c in categories), "label map")
     value = {category.id: index + 1 for index, category in enumerate(categories)}
     lines = [BACKGROUND, *(c.name for c in categories)]
-    with project._read():
-        images, annotations = iter_export_rows(project, folders, status, include_predictions=False)
+    with project.read() as connection:
+        images, annotations = iter_export_rows(
+            project, connection, folders, status, include_predictions=False
+        )
         by_image = {
             image_id: list(rows) for image_id, rows in groupby(annotations(), key=lambda r: r[0])
         }

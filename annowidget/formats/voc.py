@@ -21,8 +21,8 @@ from annowidget.formats._common import (
     ImageEntry,
     category_ids,
     clip_box,
+    commit_images,
     images_dir_of,
-    insert_annotations,
     iter_export_rows,
     resolve_images,
 )
@@ -154,6 +154,7 @@ def import_voc(
             image_path = directory / stored  # our own exports keep sub-folders in <path>
         entry = ImageEntry(f"{item} ({filename})", image_path, width, height)
         entry.annotations = _read_objects(root, item, report)
+        entry.declared = len(root.findall("object"))
         entries.append(entry)
 
     names = sorted({obj["name"] for entry in entries for obj in entry.annotations})
@@ -176,7 +177,7 @@ def import_voc(
                     continue
                 report.clip(obj["item"], clipped)
             rows.append((image, {"category_id": ids[obj["name"]], "bbox": bbox}))
-    insert_annotations(project, rows, report, source=SOURCE)
+    commit_images(project, resolved, rows, report, source=SOURCE, progress=progress)
     return report
 
 
@@ -206,8 +207,10 @@ def export_voc(
     """
     names = {category.id: category.name for category in project.categories()}
     written = boxes = 0
-    with project._read():
-        images, annotations = iter_export_rows(project, folders, status, include_predictions=False)
+    with project.read() as connection:
+        images, annotations = iter_export_rows(
+            project, connection, folders, status, include_predictions=False
+        )
         by_image = {
             image_id: list(rows) for image_id, rows in groupby(annotations(), key=lambda r: r[0])
         }

@@ -23,8 +23,8 @@ from annowidget.formats._common import (
     ImageEntry,
     category_ids,
     clip_box,
+    commit_images,
     images_dir_of,
-    insert_annotations,
     iter_export_rows,
     resolve_images,
 )
@@ -127,9 +127,12 @@ def import_yolo(
         if image is None:
             report.skip(item, f"no image with this name under {images_root}")
             continue
+        skipped_before = len(report.skipped)
         rows = _read_labels(label_file, item, names, report)
         if rows is not None:
-            labeled.append(ImageEntry(f"{item} ({image.name})", image, annotations=rows))
+            entry = ImageEntry(f"{item} ({image.name})", image, annotations=rows)
+            entry.declared = len(report.skipped) - skipped_before  # its bad rows
+            labeled.append(entry)
     unlabeled = [ImageEntry(path.name, path) for path in images.values()]
 
     ids = category_ids(
@@ -138,10 +141,13 @@ def import_yolo(
     resolved = resolve_images(
         project, labeled, report, folder=folder, status="reviewed", progress=progress
     )
-    if unlabeled:
+    unlabeled_resolved = (
         resolve_images(
             project, unlabeled, report, folder=folder, status="unlabeled", progress=progress
         )
+        if unlabeled
+        else []
+    )
     placed = {id(entry) for entry, _ in resolved}
     for entry in labeled:
         if id(entry) not in placed:
@@ -154,7 +160,9 @@ def import_yolo(
             if values is not None:
                 values["category_id"] = ids[row["name"]]
                 out.append((image, values))
-    insert_annotations(project, out, report, source=SOURCE)
+    commit_images(
+        project, resolved + unlabeled_resolved, out, report, source=SOURCE, progress=progress
+    )
     return report
 
 
@@ -219,8 +227,10 @@ def export_yolo(
     check_category_names(((c.id, c.name) for c in categories), "YOLO")
     index = {category.id: position for position, category in enumerate(categories)}
     written = count = 0
-    with project._read():
-        images, annotations = iter_export_rows(project, folders, status, include_predictions=False)
+    with project.read() as connection:
+        images, annotations = iter_export_rows(
+            project, connection, folders, status, include_predictions=False
+        )
         by_image = {
             image_id: list(rows) for image_id, rows in groupby(annotations(), key=lambda r: r[0])
         }

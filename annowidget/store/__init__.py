@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+from annowidget.store.errors import ChangedElsewhereError, ProjectError
 from annowidget.store.images import (
     DisplayImage,
     ImageError,
@@ -17,7 +18,8 @@ from annowidget.store.images import (
     probe_image,
     thumbnail,
 )
-from annowidget.store.project import Project, ProjectError
+from annowidget.store.imports import ImportItem, ImportOutcome
+from annowidget.store.project import Project
 from annowidget.store.records import STATUSES, Action, Annotation, Category, Image, Snapshot
 
 __all__ = [
@@ -25,10 +27,13 @@ __all__ = [
     "Action",
     "Annotation",
     "Category",
+    "ChangedElsewhereError",
     "DisplayImage",
     "Image",
     "ImageError",
     "ImageInfo",
+    "ImportItem",
+    "ImportOutcome",
     "Project",
     "ProjectError",
     "Snapshot",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from pathlib import Path
 
 SCHEMA_VERSION = 1
 
@@ -76,15 +78,40 @@ BEGIN SELECT RAISE(ABORT, 'the action log is append-only'); END;
 def configure(connection: sqlite3.Connection) -> None:
     """Apply the pragmas every connection to a project database needs.
 
-    WAL lets readers (the UI, a training thread, another process) see a consistent snapshot
-    while one writer commits. synchronous=NORMAL in WAL mode survives a killed process (the
-    kernel dying); only an OS crash or power loss can drop the last commits.
+        WAL lets readers (the UI, a training thread, another process) see a consistent snapshot
+        while one writer commits. synchronous=NORMAL in WAL mode survives a killed process (the
+        kernel dying); only an OS crash or power loss can drop the last commits.
 
-    Example:
-        >>> import sqlite3
-        >>> configure(sqlite3.connect(":memory:"))
+        Example:
+            >>> import sqlite3
+    import time
+    from pathlib import Path
+            >>> configure(sqlite3.connect(":memory:"))
     """
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute("PRAGMA busy_timeout=10000")
+
+
+def create(path: Path, *, images_root: str) -> None:
+    """Create the project database at ``path``, recording where its images live.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> create(pathlib.Path(tempfile.mkdtemp()) / "project.sqlite", images_root="images")
+    """
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        configure(connection)
+        connection.executescript(SCHEMA)
+        connection.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [
+                ("schema_version", str(SCHEMA_VERSION)),
+                ("images_root", images_root),
+                ("created", str(time.time())),
+            ],
+        )
+    finally:
+        connection.close()

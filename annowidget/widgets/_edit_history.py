@@ -13,11 +13,11 @@ replayed, so effort metrics can leave them out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from annowidget.store import Action, Project, ProjectError
+from annowidget.store import Action, ChangedElsewhereError, Project, ProjectError
 
 __all__ = ["EDIT_ACTIONS", "EditHistory"]
 
@@ -97,39 +97,47 @@ class EditHistory:
 
     # ------------------------------------------------------------------ replay
     def undo(self, image_id: int) -> list[int]:
-        """Revert the newest step on ``image_id``; returns the annotation ids it touched."""
-        entry = self._pop(self._done, image_id)
-        if entry is None:
-            return []
-        actions = self._actions(image_id, entry.action_ids)
-        touched = []
-        try:
-            for action in reversed(actions):
-                touched.append(self._revert(action))
-        finally:
-            self._undone.setdefault(image_id, []).append(entry)
-        self._set_status(image_id, entry.status_before)
-        self._project.log_action(
-            "undo", image_id=image_id, payload={"actions": list(entry.action_ids)}
-        )
-        return touched
+        """Revert the newest step on ``image_id``; returns the annotation ids it touched.
+
+        The step is reverted in one transaction, and only if every annotation it touched is
+        still as this view left it: an edit made elsewhere since (another tab or kernel)
+        is never overwritten; the step is dropped with "changed elsewhere, not undone".
+        """
+        return self._step(image_id, self._done, self._undone, self._revert, "undo")
 
     def redo(self, image_id: int) -> list[int]:
         """Apply again the newest undone step on ``image_id``; returns the ids it touched."""
-        entry = self._pop(self._undone, image_id)
+        return self._step(image_id, self._undone, self._done, self._replay, "redo")
+
+    def _step(
+        self,
+        image_id: int,
+        source: dict[int, list[_Entry]],
+        target: dict[int, list[_Entry]],
+        apply: Callable[[Action], int],
+        kind: str,
+    ) -> list[int]:
+        entry = self._pop(source, image_id)
         if entry is None:
             return []
-        actions = self._actions(image_id, entry.action_ids)
-        touched = []
         try:
-            for action in actions:
-                touched.append(self._replay(action))
-        finally:
-            self._done.setdefault(image_id, []).append(entry)
-        self._set_status(image_id, entry.status_after)
-        self._project.log_action(
-            "redo", image_id=image_id, payload={"actions": list(entry.action_ids)}
-        )
+            with self._project.write():  # the whole step, or nothing
+                actions = self._actions(image_id, entry.action_ids)
+                ordered = reversed(actions) if kind == "undo" else actions
+                touched = [apply(action) for action in ordered]
+                status = entry.status_before if kind == "undo" else entry.status_after
+                self._set_status(image_id, status)
+                self._project.log_action(
+                    kind, image_id=image_id, payload={"actions": list(entry.action_ids)}
+                )
+        except ChangedElsewhereError as exc:
+            # the step no longer describes the image: dropped, so a redo cannot bring back
+            # what another view deleted
+            raise ProjectError(f"changed elsewhere, not {kind}ne: {exc}") from exc
+        except BaseException:
+            source.setdefault(image_id, []).append(entry)  # nothing changed: try again later
+            raise
+        target.setdefault(image_id, []).append(entry)
         return touched
 
     @staticmethod
@@ -149,15 +157,15 @@ class EditHistory:
         payload = action.payload
         ann_id = int(action.annotation_id or 0)
         if action.action == "add":
-            project.delete_annotation(ann_id)
+            project.delete_annotation(ann_id, expected=payload["after"])
         elif action.action in ("update", "accept"):
             before = payload["before"]
             if before.get("is_prediction"):
                 # the store's update always makes a box a person's: put the row back whole
-                project.delete_annotation(ann_id)
+                project.delete_annotation(ann_id, expected=payload["after"])
                 project.restore_annotation(before)
             else:
-                project.update_annotation(ann_id, **_editable(before))
+                project.update_annotation(ann_id, expected=payload["after"], **_editable(before))
         elif action.action in ("delete", "reject"):
             project.restore_annotation(payload["before"])
         return ann_id
@@ -169,11 +177,12 @@ class EditHistory:
         if action.action == "add":
             project.restore_annotation(payload["after"])
         elif action.action == "update":
-            project.update_annotation(ann_id, **_editable(payload["after"]))
+            before = payload["before"]
+            project.update_annotation(ann_id, expected=before, **_editable(payload["after"]))
         elif action.action == "accept":
-            project.accept_prediction(ann_id)
+            project.accept_prediction(ann_id, expected=payload["before"])
         elif action.action in ("delete", "reject"):
-            project.delete_annotation(ann_id)
+            project.delete_annotation(ann_id, expected=payload["before"])
         return ann_id
 
     def _set_status(self, image_id: int, status: str) -> None:

@@ -506,8 +506,9 @@ class Annotator(anywidget.AnyWidget):
         else:
             steps = [self._plan(image, command)]
         touched: list[int] = []
-        for step in steps:
-            touched += step()
+        with self.project.write():  # one transaction: a kill mid-batch lands none of it
+            for step in steps:
+                touched += step()
         return touched
 
     def _plan(self, image: Image, command: dict[str, Any]) -> Callable[[], list[int]]:
