@@ -11,6 +11,7 @@ import torch
 from PIL import Image as PILImage
 from pycocotools import mask as mask_utils
 
+from annowidget.models.catalog import max_size_for
 from annowidget.store import Project
 from annowidget.train.dataset import (
     DataError,
@@ -23,7 +24,6 @@ from annowidget.train.transforms import (
     IGNORE_INDEX,
     DetectionAugment,
     flip_permutation,
-    max_size_for,
     resized_shape,
 )
 

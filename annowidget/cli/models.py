@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from annowidget.cli.errors import CommandError, check_folders
-from annowidget.models._tasks import TASKS
+from annowidget.models.tasks import TASKS
 from annowidget.store import Project
 from annowidget.train.hyperparameters import (
     HyperparameterField,

@@ -1,8 +1,8 @@
 """The model comparison report: two models, the same test folder, COCO AP side by side.
 
-Both models are scored on the reviewed annotations of the same folder with the training
-package's own evaluation (:func:`annowidget.train.engine.evaluate`, pycocotools'
-``COCOeval`` on boxes), each at the input size it was trained for (a COCO-pretrained base at
+Both models are scored on the reviewed annotations of the same folder by the package's one
+evaluator (:func:`annowidget.train.scoring.evaluate_model`, pycocotools' ``COCOeval`` on
+boxes), each at the input size it was trained for (a COCO-pretrained base at
 its catalog size), so a trained model's numbers here equal those its training run wrote
 into its model card for the same folder.
 
@@ -29,13 +29,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from annowidget.models._catalog import BASE_MODELS
 from annowidget.models.card import ModelCard
-from annowidget.models.predict import category_mapping
 from annowidget.models.registry import ModelRegistry
 from annowidget.store import Project
 from annowidget.train import engine
-from annowidget.train.dataset import SnapshotDataset
+from annowidget.train.scoring import evaluate_model
 
 __all__ = ["OVERALL_METRICS", "ClassComparison", "Comparison", "Delta", "compare_models"]
 
@@ -313,22 +311,6 @@ def _delta_color(points: float | None) -> str:
 
 
 # ---------------------------------------------------------------------- evaluation
-class _Relabeled(nn.Module):
-    """A detector whose output labels are the test dataset's (1..C) instead of its own.
-
-    Detections of a class the project lacks are dropped, so COCOeval scores each model on
-    the project's classes only.
-    """
-
-    def __init__(self, model: nn.Module, mapping: dict[int, int]) -> None:
-        super().__init__()
-        self.model = model
-        self.mapping = dict(mapping)
-
-    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        return [relabel(output, self.mapping) for output in self.model(images)]
-
-
 def relabel(output: dict[str, torch.Tensor], mapping: dict[int, int]) -> dict[str, torch.Tensor]:
     """One detector output with labels mapped through ``mapping``; unmapped ones dropped.
 
@@ -348,11 +330,6 @@ def relabel(output: dict[str, torch.Tensor], mapping: dict[int, int]) -> dict[st
     return result
 
 
-def _input_size(card: ModelCard) -> int:
-    size = card.model_config.get("min_size")
-    return int(size) if size else BASE_MODELS[card.base_model].input_size
-
-
 def _load(registry: ModelRegistry, name: str, device: str) -> tuple[nn.Module, ModelCard]:
     if not registry.exists(name):
         available = ", ".join(registry.names())
@@ -370,26 +347,15 @@ def _evaluate(
     project: Project,
     model: nn.Module,
     card: ModelCard,
-    snapshot: Any,
+    folders: list[str],
     device: str,
     batch_size: int,
 ) -> tuple[dict[str, Any], list[str]]:
-    """COCO box metrics of one model on ``snapshot``, and the project classes it knows."""
-    dataset = SnapshotDataset.from_snapshot(
-        project, snapshot, task="detection", image_size=_input_size(card)
+    """COCO box metrics of one model on ``folders``, and the project classes it knows."""
+    metrics = evaluate_model(
+        project, (model, card), folders, device=device, batch_size=batch_size, task="detection"
     )
-    to_project = category_mapping(project, card)
-    mapping = {
-        label: dataset.labels[category]
-        for label, category in to_project.items()
-        if category in dataset.labels
-    }
-    names = {c.id: c.name for c in dataset.categories}
-    known = [names[category] for category in to_project.values() if category in names]
-    metrics = engine.evaluate(
-        _Relabeled(model, mapping), dataset, torch.device(device), batch_size=batch_size
-    )
-    return metrics, known
+    return metrics, list(metrics.pop("known_classes"))
 
 
 def compare_models(
@@ -424,7 +390,7 @@ def compare_models(
     results = []
     for name in (model_a, model_b):
         model, card = _load(registry, name, device_name)
-        results.append(_evaluate(project, model, card, snapshot, device_name, batch_size))
+        results.append(_evaluate(project, model, card, folders, device_name, batch_size))
         del model  # one model in memory at a time
     (metrics_a, known_a), (metrics_b, known_b) = results
     return Comparison.from_metrics(

@@ -19,7 +19,7 @@ from torchvision.models.detection.backbone_utils import mobilenet_backbone
 from torchvision.models.segmentation.lraspp import LRASPP
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from annowidget.models._catalog import OFFLINE_BACKBONE_WEIGHTS
+from annowidget.models.catalog import OFFLINE_BACKBONE_WEIGHTS
 
 _STAGES = 6  # MobileNetV2 features: stem + 4 strided blocks + last conv (torchvision's count)
 DEFAULT_TRAINABLE_LAYERS = 3

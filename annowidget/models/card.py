@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from annowidget._io import atomic_write_json
-from annowidget.models._tasks import TASKS, check_task
+from annowidget.models.tasks import TASKS, check_task
 
 if TYPE_CHECKING:  # imported on first use by __getattr__ below (they import torch)
     from annowidget.models._state_io import CheckpointError, load_state_dict, save_state_dict

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from annowidget.models._catalog import BASE_MODELS
 from annowidget.models._outputs import instance_predictions, semantic_batch, semantic_predictions
 from annowidget.models.card import ModelCard
+from annowidget.models.catalog import model_sizes
 from annowidget.models.registry import ModelRegistry
 
 __all__ = ["PredictionReport", "predict_images"]
@@ -145,12 +145,6 @@ def _batches(project: Any, images: list[Any], size: int) -> Iterator[list[tuple[
             pending.cancel()
 
 
-def _semantic_size(card: ModelCard) -> tuple[int, int]:
-    config = card.model_config
-    size = int(config.get("min_size") or BASE_MODELS[card.base_model].input_size)
-    return size, int(config.get("max_size") or round(size * 1333 / 800))
-
-
 def _infer(
     net: nn.Module,
     pixels: list[torch.Tensor],
@@ -208,7 +202,8 @@ def predict_images(
     label_map = category_mapping(project, card, add_categories=add_categories)
     names = {c.id: c.name for c in project.categories()}
     source = f"model:{card.name}"
-    sizes = _semantic_size(card) if card.task == "semantic_segmentation" else None
+    semantic = card.task == "semantic_segmentation"
+    sizes = model_sizes(card.base_model, card.model_config) if semantic else None
     done = 0
     with _score_floor(net, threshold), torch.inference_mode():
         for batch in _batches(project, images, max(1, int(batch_size))):

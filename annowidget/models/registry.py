@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from annowidget.models import zoo
-from annowidget.models._catalog import BASE_MODELS, torchvision_weights
 from annowidget.models.card import (
     CARD_FILE,
     WEIGHTS_FILE,
@@ -28,9 +27,10 @@ from annowidget.models.card import (
     load_state_dict,
     save_state_dict,
 )
+from annowidget.models.catalog import BASE_MODELS, torchvision_weights
 from annowidget.models.weights import weights_available
 
-__all__ = ["ModelEntry", "ModelRegistry", "validate_model_name"]
+__all__ = ["ModelEntry", "ModelRegistry", "build_kwargs", "validate_model_name"]
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _BUILD_KEYS = frozenset(
@@ -81,6 +81,24 @@ def validate_model_name(name: str) -> str:
     if name in BASE_MODELS:
         raise ValueError(f"model name {name!r} is a base model's name: pick another one")
     return name
+
+
+def build_kwargs(card: ModelCard) -> dict[str, Any]:
+    """``zoo.build_model`` keyword arguments that build ``card``'s architecture.
+
+    The one translation of a card's ``model_config`` into build settings: the Trainer builds
+    the model it trains with it, :meth:`ModelRegistry.load` rebuilds saved models with it.
+
+    Example:
+        >>> card = ModelCard("m", "keypoints", "keypointrcnn_mobilenet_v2_fpn", ["person"],
+        ...                  num_keypoints=3, model_config={"min_size": 128, "num_classes": 2})
+        >>> sorted(build_kwargs(card).items())
+        [('min_size', 128), ('num_keypoints', 3)]
+    """
+    kwargs = {k: v for k, v in card.model_config.items() if k in _BUILD_KEYS}
+    if card.num_keypoints and "num_keypoints" not in kwargs:
+        kwargs["num_keypoints"] = int(card.num_keypoints)
+    return kwargs
 
 
 def base_model_card(name: str) -> ModelCard:
@@ -245,11 +263,9 @@ class ModelRegistry:
         raise CheckpointError(f"model {name!r} has no weights yet ({folder / WEIGHTS_FILE})")
 
     def build_kwargs(self, card: ModelCard) -> dict[str, Any]:
-        """``zoo.build_model`` keyword arguments that rebuild ``card``'s architecture."""
-        kwargs = {k: v for k, v in card.model_config.items() if k in _BUILD_KEYS}
-        if card.num_keypoints and "num_keypoints" not in kwargs:
-            kwargs["num_keypoints"] = int(card.num_keypoints)
-        return kwargs
+        """``zoo.build_model`` keyword arguments that rebuild ``card``'s architecture
+        (:func:`build_kwargs`)."""
+        return build_kwargs(card)
 
     def load(self, name: str, *, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
         """The model ``name`` in eval mode on ``device``, with its card.
@@ -263,7 +279,7 @@ class ModelRegistry:
         card = self.card(name)
         path = self._weights_file(name, card)
         model = zoo.build_model(
-            card.base_model, card.num_classes, pretrained=False, **self.build_kwargs(card)
+            card.base_model, card.num_classes, pretrained=False, **build_kwargs(card)
         )
         state = load_state_dict(path)
         try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from annowidget.models._catalog import BASE_MODELS, OFFLINE_FOR_TASK, BaseModel, base_model
+from annowidget.models.catalog import BASE_MODELS, OFFLINE_FOR_TASK, BaseModel, base_model
 
 __all__ = [
     "OFFLINE_ENV",

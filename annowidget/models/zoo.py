@@ -16,18 +16,19 @@ from torchvision.models import detection as _det
 from torchvision.models import segmentation as _seg
 
 from annowidget.models import weights as _weights
-from annowidget.models._catalog import (
+from annowidget.models._heads import replace_heads
+from annowidget.models._norm import freeze_batchnorm, unfreeze_batchnorm
+from annowidget.models._offline import build_offline
+from annowidget.models.catalog import (
     BASE_MODELS,
     OFFLINE_FOR_TASK,
     PREFERRED_FOR_TASK,
     BaseModel,
     base_model,
+    max_size_for,
     torchvision_weights,
 )
-from annowidget.models._heads import replace_heads
-from annowidget.models._norm import freeze_batchnorm, unfreeze_batchnorm
-from annowidget.models._offline import build_offline
-from annowidget.models._tasks import TASKS, check_task
+from annowidget.models.tasks import TASKS, check_task
 from annowidget.models.weights import MissingWeightsError
 
 __all__ = [
@@ -193,8 +194,8 @@ def build_model(
         num_keypoints = 17
     if base.offline and min_size is None:
         min_size = base.input_size  # torchvision's detection default (800) is slow on a CPU
-    if base.offline and max_size is None and min_size is not None:
-        max_size = round(int(min_size) * 1333 / 800)
+    if base.offline and max_size is None:
+        max_size = max_size_for(min_size)
     rcnn_kwargs: dict[str, Any] = {}
     if name in _RCNN:
         rcnn_kwargs["box_batch_size_per_image"] = int(rois_per_image)

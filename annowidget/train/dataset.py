@@ -28,7 +28,8 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
-from annowidget.models._tasks import check_task
+from annowidget.models.catalog import max_size_for
+from annowidget.models.tasks import check_task
 from annowidget.store import Annotation, Category, Image, Project, Snapshot
 from annowidget.store.images import ImageError, check_recorded_size
 from annowidget.train import transforms as T
@@ -101,7 +102,7 @@ class SnapshotDataset(Dataset):
         self.labels = {c.id: i + 1 for i, c in enumerate(self.categories)}
         self.keypoint_names = keypoint_names(self.categories) if task == "keypoints" else []
         self.image_size = int(image_size)
-        self.max_size = int(max_size) if max_size else T.max_size_for(self.image_size)
+        self.max_size = int(max_size) if max_size else max_size_for(self.image_size)
         self.train = train
         self.decoder = decoder or decode_image
         self.cache_bytes = cache_bytes

@@ -34,10 +34,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from annowidget.models import zoo
-from annowidget.models._catalog import BASE_MODELS
-from annowidget.models._tasks import check_task
 from annowidget.models.card import ModelCard
-from annowidget.models.registry import ModelRegistry, validate_model_name
+from annowidget.models.catalog import BASE_MODELS, input_size, max_size_for
+from annowidget.models.registry import ModelRegistry, build_kwargs, validate_model_name
+from annowidget.models.tasks import check_task
 from annowidget.store import Project, Snapshot
 from annowidget.train import engine
 from annowidget.train.dataset import SnapshotDataset, collate, keypoint_names, split_items
@@ -51,7 +51,6 @@ from annowidget.train.events import (
     WarningEvent,
 )
 from annowidget.train.hyperparameters import Hyperparameters
-from annowidget.train.transforms import max_size_for
 
 Subscriber = Callable[[TrainingEvent], Any]
 StateDict = dict[str, torch.Tensor]
@@ -138,7 +137,7 @@ class Trainer:
 
     @property
     def image_size(self) -> int:
-        return self.hyperparameters.image_size or BASE_MODELS[self.base_model].input_size
+        return input_size(self.base_model, self.hyperparameters.image_size)
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call ``fn(event)`` (from the training thread) for every event; returns an
@@ -307,18 +306,12 @@ class Trainer:
 
     def _build_model(self) -> nn.Module:
         assert self.card is not None
-        config = self.card.model_config
-        kwargs: dict[str, Any] = {
-            "pretrained": self.pretrained,
-            "rois_per_image": config["rois_per_image"],
-            "min_size": config["min_size"],
-            "max_size": config["max_size"],
-        }
-        if self.card.num_keypoints:
-            kwargs["num_keypoints"] = self.card.num_keypoints
-        if "frozen_batchnorm" in config:
-            kwargs["frozen_batchnorm"] = config["frozen_batchnorm"]
-        return zoo.build_model(self.base_model, config["num_classes"], **kwargs)
+        return zoo.build_model(
+            self.base_model,
+            self.card.num_classes,
+            pretrained=self.pretrained,
+            **build_kwargs(self.card),
+        )
 
     def _train(self, state: _RunState) -> None:
         hp = self.hyperparameters

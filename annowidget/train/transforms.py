@@ -20,20 +20,7 @@ from torchvision.transforms.v2 import functional as F
 #: Pixel value of "ignore" in semantic segmentation targets (padding, crowd regions).
 IGNORE_INDEX = 255
 
-# torchvision's detection models resize to (min 800, max 1333); keep the same aspect cap.
-_MAX_SIZE_RATIO = 1333 / 800
-
 Target = dict[str, Any]
-
-
-def max_size_for(image_size: int) -> int:
-    """The longest side allowed for a shorter side of ``image_size`` (torchvision's ratio).
-
-    Example:
-        >>> max_size_for(800)
-        1333
-    """
-    return round(image_size * _MAX_SIZE_RATIO)
 
 
 def resized_shape(height: int, width: int, image_size: int, max_size: int) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from annowidget.models._catalog import BASE_MODELS
+from annowidget.models.catalog import BASE_MODELS
 from annowidget.models.predict import PredictionReport, predict_images
 from annowidget.models.registry import ModelEntry, ModelRegistry
 from annowidget.store import Project

