@@ -258,6 +258,17 @@ def test_class_lists_from_names_text_and_yaml(tmp_path: Path) -> None:
         parse_yaml_names("names:\n  person: 0\n")
 
 
+def test_yaml_class_names_stay_text_and_bad_yaml_names_the_file(tmp_path: Path) -> None:
+    # PyYAML would read these as a boolean, a float and None: they are class names here
+    assert parse_yaml_names("names: [no, 1e3, null]\n") == {0: "no", 1: "1e3", 2: "null"}
+    config = tmp_path / "data.yaml"
+    config.write_text("names: [cat, dog\n")
+    with pytest.raises(FormatError, match=r"data\.yaml: not valid YAML"):
+        load_classes(config)
+    with pytest.raises(FormatError, match="the name of class 0 is not text"):
+        parse_yaml_names("names:\n  - [a, b]\n")
+
+
 @needs_coco128
 def test_coco128_config_yaml_has_the_80_coco_names() -> None:
     names = load_classes(CONFIG)

@@ -1,20 +1,21 @@
 """Reading a YOLO class list: a Python list, a ``classes.txt``, or a data YAML's ``names``.
 
-Only the ``names`` entry of a YOLO data YAML is needed, in one of the three shapes YOLO
-tools write (a block list, a block ``id: name`` mapping, or an inline ``[a, b]`` list), so
-a small reader here avoids a PyYAML dependency.
+Only the ``names`` entry of a YOLO data YAML is needed; PyYAML reads it, in any of the shapes
+YOLO tools write (a block list, a block ``id: name`` mapping, an inline ``[a, b]`` list).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from annowidget.formats._common import FormatError
 
-_NAMES = re.compile(r"^names\s*:\s*(.*)$")
+# only str, list and dict: no tags, no arbitrary objects; the C parser where available
+_LOADER = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 
 
 def load_classes(classes: Sequence[str] | str | os.PathLike[str]) -> dict[int, str]:
@@ -52,86 +53,41 @@ def _text_names(text: str, path: Path) -> dict[int, str]:
     return dict(enumerate(line.strip() for line in lines))
 
 
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if value[:1] in ("'", '"'):
-        end = value.find(value[0], 1)
-        if end > 0:
-            return value[1:end]  # what follows the closing quote is a comment
-    return _strip_comment(value)
-
-
-def _strip_comment(value: str) -> str:
-    return value.split(" #", 1)[0].strip()
-
-
-def _split_inline(body: str) -> list[str]:
-    """Split ``a, 'b, c', d`` on the commas outside quotes."""
-    items, current, quote = [], "", ""
-    for char in body:
-        if quote:
-            current += char
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-            current += char
-        elif char == ",":
-            items.append(current)
-            current = ""
-        else:
-            current += char
-    if current.strip():
-        items.append(current)
-    return [item.strip() for item in items]
-
-
 def parse_yaml_names(text: str, path: str | os.PathLike[str] = "<yaml>") -> dict[int, str]:
-    """The ``names:`` of a YOLO data YAML (block list, block mapping or inline list).
+    """The ``names:`` of a YOLO data YAML (a list, or an ``id: name`` mapping), read by PyYAML.
+
+    Every scalar is read as text (PyYAML's ``BaseLoader``), so a class called ``no`` or
+    ``1e3`` keeps its name instead of turning into a boolean or a number.
 
     Example:
         >>> parse_yaml_names("nc: 2\\nnames:\\n  0: person\\n  1: 'traffic light'\\n")
         {0: 'person', 1: 'traffic light'}
     """
-    lines = text.splitlines()
-    for index, line in enumerate(lines):
-        match = _NAMES.match(line)
-        if match is None:
-            continue
-        rest = match.group(1).strip()
-        if rest.startswith("#"):
-            rest = ""
-        elif rest[:1] in "[{":
-            rest = rest[: max(rest.rfind("]"), rest.rfind("}")) + 1]  # drop a trailing comment
-        if rest.startswith("[") and rest.endswith("]"):
-            return dict(enumerate(_unquote(v) for v in _split_inline(rest[1:-1])))
-        if rest.startswith("{") and rest.endswith("}"):
-            return _mapping(_split_inline(rest[1:-1]), path, index + 1)
-        if rest:
-            raise FormatError(f"{path}:{index + 1}: cannot read 'names: {rest}'")
-        block = []
-        for line_below in lines[index + 1 :]:
-            if not line_below.strip() or line_below.lstrip().startswith("#"):
-                continue
-            if not line_below[0].isspace() and not line_below.startswith("-"):
-                break
-            block.append(line_below.strip())
-        if block and all(item.startswith("-") for item in block):
-            return dict(enumerate(_unquote(item[1:]) for item in block))
-        return _mapping(block, path, index + 2)
-    raise FormatError(f"{path}: no 'names:' entry")
+    try:
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - BaseLoader builds only str/list/dict
+    except yaml.YAMLError as exc:
+        raise FormatError(f"{path}: not valid YAML ({_one_line(exc)})") from None
+    if not isinstance(data, dict) or "names" not in data:
+        raise FormatError(f"{path}: no 'names:' entry")
+    names = data["names"]
+    if isinstance(names, list):
+        items = list(enumerate(names))
+    elif isinstance(names, dict):
+        items = []
+        for key, value in names.items():
+            try:
+                items.append((int(str(key).strip()), value))
+            except ValueError:
+                raise FormatError(f"{path}: class id {key!r} is not an integer") from None
+    else:
+        raise FormatError(f"{path}: 'names' must be a list or an 'id: name' mapping")
+    for id_, value in items:
+        if not isinstance(value, str):
+            raise FormatError(f"{path}: the name of class {id_} is not text: {value!r}")
+    return dict(items)
 
 
-def _mapping(items: list[str], path: str | os.PathLike[str], line: int) -> dict[int, str]:
-    names = {}
-    for item in items:
-        key, sep, value = item.partition(":")
-        try:
-            id_ = int(key.strip())
-        except ValueError:
-            raise FormatError(
-                f"{path}:{line}: class id {key.strip()!r} is not an integer"
-            ) from None
-        if not sep:
-            raise FormatError(f"{path}:{line}: expected 'id: name', got {item!r}")
-        names[id_] = _unquote(value)
-    return names
+def _one_line(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    return where + str(getattr(exc, "problem", None) or exc).splitlines()[0]
