@@ -64,7 +64,7 @@ def parse_yaml_names(text: str, path: str | os.PathLike[str] = "<yaml>") -> dict
         {0: 'person', 1: 'traffic light'}
     """
     try:
-        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - BaseLoader builds only str/list/dict
+        data = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         raise FormatError(f"{path}: not valid YAML ({_one_line(exc)})") from None
     if not isinstance(data, dict) or "names" not in data:

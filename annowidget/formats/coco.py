@@ -11,11 +11,11 @@ import datetime
 import json
 import os
 import sqlite3
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from annowidget._io import atomic_writer
 from annowidget.formats._common import (
     FormatError,
     ImageEntry,
@@ -376,20 +376,11 @@ def export_coco(
         {'images': 160, 'annotations': 174, 'categories': 1}
     """
     target = Path(out_path).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with (
-            os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as out,
-            project.read() as connection,
-        ):
-            counts = _write_coco(out, project, connection, folders, status, include_predictions)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with (
+        atomic_writer(target, "w", encoding="utf-8", buffering=1 << 20) as out,
+        project.read() as connection,
+    ):
+        counts = _write_coco(out, project, connection, folders, status, include_predictions)
     return counts
 
 

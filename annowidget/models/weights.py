@@ -14,11 +14,11 @@ import importlib.util
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from annowidget._io import atomic_writer
 from annowidget.models.catalog import BASE_MODELS, OFFLINE_FOR_TASK, BaseModel, base_model
 
 __all__ = [
@@ -134,16 +134,9 @@ def seed_offline_weights(target_dir: str | os.PathLike[str] | None = None) -> Pa
         raise MissingWeightsError(base, directory, f"package {_PACKAGE} is not installed")
     if not _hash_matches_name(source, source.name):
         raise MissingWeightsError(base, directory, f"{source} does not match its sha256 prefix")
-    directory.mkdir(parents=True, exist_ok=True)
     # copy next to the target then rename: a concurrent reader never sees half a file
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(target) as out, open(source, "rb") as data:
+        shutil.copyfileobj(data, out, 1 << 20)
     return target
 
 
