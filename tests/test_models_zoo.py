@@ -263,3 +263,13 @@ def test_zero_trainable_layers_freezes_the_offline_backbone(
     body = frozen.backbone.body
     assert not any(p.requires_grad for p in body.parameters())
     assert all(p.requires_grad for p in frozen.roi_heads.parameters())
+
+
+def test_every_torchvision_base_model_is_in_torchvisions_registry() -> None:
+    """The zoo builds by name through torchvision.models.get_model: no table of its own."""
+    from torchvision.models import list_models
+
+    registered = set(list_models())
+    online = [m.name for m in list_base_models() if not m.offline]
+    assert len(online) == 10
+    assert set(online) <= registered

@@ -1,19 +1,19 @@
 """The base-model zoo: torchvision's detection/segmentation models, heads sized per project.
 
-``build_model`` loads pretrained weights through torchvision's own path (its hub cache) and
-replaces the class-specific output layers; ``pretrained=False`` gives the same architecture
-with random weights (unit tests, the from-scratch baseline, and rebuilding saved models).
+Architectures come from torchvision's model registry (``torchvision.models.get_model``, by
+the catalog's names). ``build_model`` loads pretrained weights through torchvision's own path
+(its hub cache) and replaces the class-specific output layers; ``pretrained=False`` gives the
+same architecture with random weights (unit tests, the from-scratch baseline, and rebuilding
+saved models).
 """
 
 from __future__ import annotations
 
 import urllib.error
-from collections.abc import Callable
 from typing import Any
 
 from torch import nn
-from torchvision.models import detection as _det
-from torchvision.models import segmentation as _seg
+from torchvision.models import get_model
 
 from annowidget.models import weights as _weights
 from annowidget.models._heads import replace_heads
@@ -42,18 +42,6 @@ __all__ = [
     "model_task",
 ]
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "fasterrcnn_mobilenet_v3_large_320_fpn": _det.fasterrcnn_mobilenet_v3_large_320_fpn,
-    "fasterrcnn_mobilenet_v3_large_fpn": _det.fasterrcnn_mobilenet_v3_large_fpn,
-    "fasterrcnn_resnet50_fpn_v2": _det.fasterrcnn_resnet50_fpn_v2,
-    "retinanet_resnet50_fpn_v2": _det.retinanet_resnet50_fpn_v2,
-    "fcos_resnet50_fpn": _det.fcos_resnet50_fpn,
-    "ssdlite320_mobilenet_v3_large": _det.ssdlite320_mobilenet_v3_large,
-    "maskrcnn_resnet50_fpn_v2": _det.maskrcnn_resnet50_fpn_v2,
-    "keypointrcnn_resnet50_fpn": _det.keypointrcnn_resnet50_fpn,
-    "deeplabv3_mobilenet_v3_large": _seg.deeplabv3_mobilenet_v3_large,
-    "lraspp_mobilenet_v3_large": _seg.lraspp_mobilenet_v3_large,
-}
 # torchvision swaps in FrozenBatchNorm2d for these when (and only when) weights are loaded
 _FROZEN_BN_WHEN_PRETRAINED = frozenset(
     {
@@ -123,7 +111,7 @@ def _load_torchvision(name: str, **kwargs: Any) -> nn.Module:
     :class:`MissingWeightsError`."""
     _weights.require_weights(name)
     try:
-        return _BUILDERS[name](weights=torchvision_weights(name), progress=False, **kwargs)
+        return get_model(name, weights=torchvision_weights(name), progress=False, **kwargs)
     except MissingWeightsError:
         raise
     except _DOWNLOAD_ERRORS as exc:
@@ -233,7 +221,7 @@ def build_model(
             kwargs["num_keypoints"] = num_keypoints
         if name == "deeplabv3_mobilenet_v3_large":
             kwargs["aux_loss"] = True  # the COCO weights have the auxiliary head
-        model = _BUILDERS[name](**kwargs)
+        model = get_model(name, **kwargs)
         if frozen_batchnorm is None:
             frozen_batchnorm = True if name in _FROZEN_BN_WHEN_PRETRAINED else None
         _norm_layers(model, frozen_batchnorm)
