@@ -26,6 +26,7 @@ from typing import Any
 
 import anywidget
 import traitlets as t
+from ipywidgets import CallbackDispatcher
 
 from annowidget.store import STATUSES, Annotation, Image, Project, ProjectError
 from annowidget.store.images import ImageError
@@ -126,8 +127,8 @@ class Annotator(anywidget.AnyWidget):
         self._masks = MaskFeed(self._send_image)
         self._history = EditHistory(project)
         self._client_ids: dict[str, int] = {}  # front-end ids of new boxes -> store ids
-        self._change_callbacks: list[Callable[[dict[str, Any]], None]] = []
-        self._image_callbacks: list[Callable[[Image], None]] = []
+        self._change_callbacks = CallbackDispatcher()
+        self._image_callbacks = CallbackDispatcher()
         self._ids: list[int] = []
         self._current: Image | None = None
         # edits the store refused for now, oldest first: (command, image, seq)
@@ -325,8 +326,7 @@ class Annotator(anywidget.AnyWidget):
         if image is not None and (previous is None or previous.id != image.id):
             # The effort meter counts work on an image from the moment it is shown.
             self.project.log_action("view", image_id=image.id)
-            for callback in list(self._image_callbacks):
-                callback(image)
+            self._image_callbacks(image)
 
     def _prefetch(self) -> None:
         index = self._index()
@@ -393,7 +393,7 @@ class Annotator(anywidget.AnyWidget):
         Example:
             >>> # annotator.on_change(lambda event: print(event["type"]))
         """
-        _toggle(self._change_callbacks, callback, remove)
+        self._change_callbacks.register_callback(callback, remove=remove)
 
     def on_image(self, callback: Callable[[Image], None], *, remove: bool = False) -> None:
         """Call ``callback(image)`` whenever another image is shown.
@@ -401,7 +401,7 @@ class Annotator(anywidget.AnyWidget):
         Example:
             >>> # annotator.on_image(lambda image: print(image.path))
         """
-        _toggle(self._image_callbacks, callback, remove)
+        self._image_callbacks.register_callback(callback, remove=remove)
 
     @property
     def unsaved(self) -> int:
@@ -484,8 +484,7 @@ class Annotator(anywidget.AnyWidget):
         if publish:
             self._publish_boxes()
         event = {"type": kind, "image_id": image.id, "annotation_ids": touched}
-        for callback in list(self._change_callbacks):
-            callback(event)
+        self._change_callbacks(event)
         _publish_edit(self.project, image.id, id(self))
         return touched
 
@@ -740,11 +739,3 @@ def _duration(command: dict[str, Any]) -> float | None:
 
 def _publish_edit(project: Project, image_id: int, source: int) -> None:
     publish(project, "annotations", image_id=image_id, source=source)
-
-
-def _toggle(callbacks: list[Any], callback: Any, remove: bool) -> None:
-    if remove:
-        if callback in callbacks:
-            callbacks.remove(callback)
-    elif callback not in callbacks:
-        callbacks.append(callback)

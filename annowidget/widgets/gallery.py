@@ -119,7 +119,7 @@ class Gallery(widgets.VBox):
         self._images: list[Image] = []
         self._annotations: dict[int, list[Annotation]] = {}
         self._page = 0
-        self._open_callbacks: list[Callable[[Image], None]] = []
+        self._open_callbacks = widgets.CallbackDispatcher()
         self._thumbs: OrderedDict[int, widgets.Image] = OrderedDict()
         self._colors: dict[int, str] = {}
         self.batches_sent = 0  # pages drawn; each is one hold_canvas batch
@@ -267,10 +267,7 @@ class Gallery(widgets.VBox):
         Example:
             >>> gallery.on_open(annotator.goto)  # doctest: +SKIP
         """
-        if remove:
-            self._open_callbacks.remove(callback)
-        else:
-            self._open_callbacks.append(callback)
+        self._open_callbacks.register_callback(callback, remove=remove)
 
     def image_at(self, x: float, y: float) -> Image | None:
         """The image under canvas point ``(x, y)`` on the current page."""
@@ -295,8 +292,7 @@ class Gallery(widgets.VBox):
         """Tell every ``on_open`` callback to show ``image``."""
         if isinstance(image, int):
             image = self.project.image(image)
-        for callback in list(self._open_callbacks):
-            callback(image)
+        self._open_callbacks(image)
 
     # ------------------------------------------------------------------ drawing
     def _thumb(self, image: Image) -> widgets.Image | None:

@@ -89,7 +89,7 @@ class PredictPanel(widgets.VBox):
         self.state = "idle"
         self.report: Any = None
         self.error: BaseException | None = None
-        self._done_callbacks: list[Callable[[Any], None]] = []
+        self._done_callbacks = widgets.CallbackDispatcher()
         self._progress = (0, 0)
         self._started = 0.0
         self._worker: threading.Thread | None = None
@@ -323,7 +323,7 @@ class PredictPanel(widgets.VBox):
         self.state = "done"
         self.progress.value = self.progress.max
         self._show("done", html.escape(describe_report(self.report)))
-        for callback in list(self._done_callbacks):
+        for callback in list(self._done_callbacks.callbacks):
             try:
                 callback(self.report)
             except Exception as exc:  # a broken listener must not break the panel
@@ -348,10 +348,7 @@ class PredictPanel(widgets.VBox):
 
     def on_done(self, callback: Callable[[Any], None], *, remove: bool = False) -> None:
         """Call ``callback(report)`` after a successful run (from the panel's pump thread)."""
-        if remove:
-            self._done_callbacks.remove(callback)
-        else:
-            self._done_callbacks.append(callback)
+        self._done_callbacks.register_callback(callback, remove=remove)
 
     def refresh_folders(self) -> None:
         """Offer the project's current folders, keeping the pick when it still exists."""

@@ -116,7 +116,7 @@ class TrainingPanel(widgets.VBox):
         self.history = RunHistory(epochs=0)
         self.state = "idle"
         self._pump: Pump | None = None
-        self._finished_callbacks: list[Callable[[TrainingEvent], None]] = []
+        self._finished_callbacks = widgets.CallbackDispatcher()
         # Serialises widget writes between the kernel thread (clicks) and the pump.
         self._ui_lock = threading.RLock()
         self._drain_lock = threading.Lock()
@@ -355,10 +355,7 @@ class TrainingPanel(widgets.VBox):
 
         The PredictPanel uses it to list the new model without re-running a cell.
         """
-        if remove:
-            self._finished_callbacks.remove(callback)
-        else:
-            self._finished_callbacks.append(callback)
+        self._finished_callbacks.register_callback(callback, remove=remove)
 
     # ------------------------------------------------------------------ event drain
     def _tick(self) -> bool:
@@ -431,7 +428,7 @@ class TrainingPanel(widgets.VBox):
         # this name is taken now: offer the next one in the same series (raccoon-2 -> raccoon-3)
         stem = re.sub(r"-\d+$", "", event.model_name if event is not None else "") or "model"
         self.name.value = next_model_name(self.project, stem)
-        for callback in list(self._finished_callbacks):
+        for callback in list(self._finished_callbacks.callbacks):
             try:
                 callback(event)
             except Exception as exc:  # a broken listener must not break the panel
