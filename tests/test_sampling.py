@@ -129,3 +129,17 @@ def test_bad_arguments_are_refused(project: Project) -> None:
         rank_images(project, "most_fun")
     with pytest.raises(ValueError, match="margin"):
         rank_images(project, "near_threshold", margin=-0.1)
+
+
+def test_least_confident_is_not_the_gallerys_weakest_prediction(project: Project) -> None:
+    """Two named meanings: the sampler ranks by the top score (no prediction = most
+    uncertain, first); the Gallery's review sort by the lowest score (nothing to check, last)."""
+    from annowidget.widgets._gallery_sort import sort_images
+
+    images = project.images(folder="unlabeled", status=("unlabeled", "predicted"))
+    annotations = project.annotations_for([image.id for image in images])
+    review = [image.id for image in sort_images(images, "weakest prediction", annotations)]
+    assert review == [2, 5, 1, 4, 3, 6]  # minimum scores .3, .4, .45, .8, then none
+    assert rank_images(project, "least_confident", folder="unlabeled") == [3, 6, 2, 5, 1, 4]
+    old = [image.id for image in sort_images(images, "lowest confidence", annotations)]
+    assert old == review  # the old name still works

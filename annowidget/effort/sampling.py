@@ -5,7 +5,9 @@ optionally of some folders. Their pending predictions decide the order:
 
 * ``"least_confident"``: lowest top score first. An image with no prediction counts as top
   score 0, so images the model found nothing on (or that were never predicted) come first:
-  for the model they are the most uncertain. Ties: lower image id first.
+  for the model they are the most uncertain. Ties: lower image id first. (The Gallery's
+  ``"weakest prediction"`` sort is a review order instead: lowest *minimum* score first,
+  images with nothing to check last.)
 * ``"near_threshold"``: most boxes whose score lies within ``margin`` of ``threshold``
   first (the ones a person must decide about); ties: the box closest to the threshold
   first, then lower image id.

@@ -1,4 +1,12 @@
-"""How the Gallery orders images: pure functions over store records, no widgets."""
+"""How the Gallery orders images: pure functions over store records, no widgets.
+
+``"weakest prediction"`` is a review order, not an active-learning one: it brings first the
+images holding the least certain box a person must check (lowest *minimum* pending score),
+and puts images with nothing to check last. The sampler's ``least_confident``
+(:func:`annowidget.effort.rank_images`) answers another question, "which image does the model
+understand least": lowest *top* score first, images with no prediction first. The two
+names say which is which.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,9 @@ from collections.abc import Mapping, Sequence
 
 from annowidget.store import Annotation, Image
 
-SORTS: tuple[str, ...] = ("status", "lowest confidence", "most predictions", "file name")
+SORTS: tuple[str, ...] = ("status", "weakest prediction", "most predictions", "file name")
+# the name "weakest prediction" had before it was told apart from the sampler's least_confident
+_OLD_NAMES = {"lowest confidence": "weakest prediction"}
 
 # Predicted first: those are the images waiting for a person to check them.
 _STATUS_RANK = {"predicted": 0, "unlabeled": 1, "reviewed": 2}
@@ -32,6 +42,16 @@ def prediction_count(annotations: Sequence[Annotation]) -> int:
     return sum(1 for a in annotations if a.is_prediction)
 
 
+def sort_name(by: str) -> str:
+    """The current name of a sort (``"lowest confidence"`` is the old name of one).
+
+    Example:
+        >>> sort_name("lowest confidence")
+        'weakest prediction'
+    """
+    return _OLD_NAMES.get(by, by)
+
+
 def sort_images(
     images: Sequence[Image],
     by: str,
@@ -40,8 +60,8 @@ def sort_images(
     """``images`` ordered for review; ties keep id order.
 
     - ``"status"``: predicted, then unlabeled, then reviewed.
-    - ``"lowest confidence"``: images whose least certain prediction is lowest come first;
-      images without predictions go last.
+    - ``"weakest prediction"`` (formerly ``"lowest confidence"``): images whose least certain
+      pending prediction is lowest come first; images without predictions go last.
     - ``"most predictions"``: most pending predictions first.
     - ``"file name"``: by path.
 
@@ -49,6 +69,7 @@ def sort_images(
         >>> sort_images([], "status")
         []
     """
+    by = sort_name(by)
     if by not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}; got {by!r}")
     anns = annotations or {}

@@ -21,7 +21,13 @@ from ipycanvas import canvas as _ipycanvas
 
 from annowidget.store import Annotation, Image, Project
 from annowidget.store.images import ImageError, thumbnail
-from annowidget.widgets._gallery_sort import SORTS, lowest_score, prediction_count, sort_images
+from annowidget.widgets._gallery_sort import (
+    SORTS,
+    lowest_score,
+    prediction_count,
+    sort_images,
+    sort_name,
+)
 from annowidget.widgets._palette import STATUS_COLORS, category_color
 from annowidget.widgets._project_events import subscribe
 
@@ -87,7 +93,7 @@ class Gallery(widgets.VBox):
     """A paged grid of thumbnails with their boxes; a click opens the image.
 
     Example:
-        >>> gallery = Gallery(project, sort="lowest confidence")  # doctest: +SKIP
+        >>> gallery = Gallery(project, sort="weakest prediction")  # doctest: +SKIP
         >>> gallery.on_open(lambda image: annotator.goto(image))  # doctest: +SKIP
         >>> gallery  # doctest: +SKIP
     """
@@ -103,6 +109,7 @@ class Gallery(widgets.VBox):
         tile_size: int = 160,
         threshold: float = 0.0,
     ) -> None:
+        sort = sort_name(sort)
         if sort not in SORTS:
             raise ValueError(f"Gallery sort must be one of {', '.join(SORTS)}; got {sort!r}")
         if columns < 1 or rows < 1:
