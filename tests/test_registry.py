@@ -286,3 +286,67 @@ def test_registry_accepts_a_plain_models_folder(tmp_path: Path) -> None:
     registry = ModelRegistry(str(tmp_path))
     assert registry.models_dir == tmp_path
     assert isinstance(build_model("lraspp_mobilenet_v2", 2, pretrained=False), nn.Module)
+
+
+MALFORMED_CARDS = {
+    "deep": "[" * 100_000 + "]" * 100_000,
+    "created-number": {"created": 5},
+    "categories-text": {"categories": "raccoon"},
+    "config-list": {"model_config": [1, 2]},
+    "size-text": {"model_config": {"num_classes": 3, "min_size": "big"}},
+    "metrics-text": {"metrics": [{"epoch": 1, "AP": "high"}]},
+    "checkpoints-bad": {"checkpoints": [{"epoch": "one"}]},
+    "status-list": {"status": ["finished"]},
+}
+
+
+def _write_malformed(models_dir: Path) -> None:
+    good = _card(name="x").to_dict()
+    for name, change in MALFORMED_CARDS.items():
+        folder = models_dir / name
+        folder.mkdir(parents=True)
+        text = change if isinstance(change, str) else json.dumps({**good, "name": name, **change})
+        (folder / "card.json").write_text(text)
+
+
+def test_malformed_cards_are_listed_unreadable_with_the_reason(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    registry.reserve("good", _card("good"))
+    _write_malformed(tmp_path / "models")
+    entries = {e.name: e for e in registry.list() if e.kind == "trained"}
+    assert set(entries) == {"good", *MALFORMED_CARDS}
+    assert entries["good"].card is not None
+    for name in MALFORMED_CARDS:
+        assert entries[name].card is None
+        assert not entries[name].ready
+        assert entries[name].description.startswith("unreadable: ")
+    assert "nested too deeply" in entries["deep"].description
+    assert "'created' must be text" in entries["created-number"].description
+    assert "model_config.min_size" in entries["size-text"].description
+    assert "card.json" in entries["metrics-text"].description  # names the file
+    with pytest.raises(ValueError, match="'model_config' must be an object"):
+        registry.card("config-list")
+
+
+def test_cli_models_and_the_app_survive_a_malformed_card(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from annowidget.cli import main
+    from annowidget.store import Project
+    from annowidget.widgets import LabelingApp
+
+    images = tmp_path / "images"
+    images.mkdir()
+    with Project.create(tmp_path / "proj", images_root=images) as project:
+        project.add_category("raccoon")
+        ModelRegistry(project).reserve("good", _card("good"))
+        _write_malformed(project.models_dir)
+        app = LabelingApp(project)
+        offered = [name for _, name in app.predict.model.options]
+        assert "good" in offered
+    capsys.readouterr()
+    assert main(["models", str(tmp_path / "proj")]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[1]: line for line in out.splitlines() if line.strip()}
+    assert "unreadable" in lines["created-number"]
+    assert "finished" in lines["good"] or "training" in lines["good"]

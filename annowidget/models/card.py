@@ -59,6 +59,68 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+# What each field must hold, so that a hand-edited or corrupt card is refused on reading
+# (and listed as unreadable) instead of breaking whoever sorts, lists or rebuilds it later.
+_TEXT_FIELDS = ("task", "base_model", "description", "status", "status_reason", "created")
+_TEXT_LIST_FIELDS = ("categories", "keypoint_names", "train_folders", "test_folders")
+_RECORD_LIST_FIELDS = ("metrics", "checkpoints")
+_MAPPING_FIELDS = ("hyperparameters", "model_config")
+_METRIC_NUMBERS = ("epoch", "AP", "AP50", "AP75", "mIoU", "pixel_accuracy")
+# integer model_config entries that rebuild the architecture: name -> smallest value
+_CONFIG_INTS = {
+    "num_classes": 2,
+    "min_size": 1,
+    "max_size": 1,
+    "rois_per_image": 1,
+    "num_keypoints": 1,
+    "trainable_backbone_layers": 0,
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_types(card: ModelCard) -> None:
+    for name in _TEXT_FIELDS:
+        if not isinstance(getattr(card, name), str):
+            raise ValueError(f"model card field {name!r} must be text, got {getattr(card, name)!r}")
+    for name in _TEXT_LIST_FIELDS:
+        value = getattr(card, name)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"model card field {name!r} must be a list of names")
+    for name in _RECORD_LIST_FIELDS:
+        value = getattr(card, name)
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ValueError(f"model card field {name!r} must be a list of objects")
+    for entry in card.metrics:
+        for key in _METRIC_NUMBERS:
+            value = entry.get(key)
+            if value is not None and not isinstance(value, int | float):
+                raise ValueError(f"model card field 'metrics' has {key} = {value!r}: not a number")
+    for entry in card.checkpoints:
+        if not _is_int(entry.get("epoch")) or not isinstance(entry.get("file"), str):
+            raise ValueError(f"model card field 'checkpoints' has {entry!r}: need epoch and file")
+    for name in _MAPPING_FIELDS:
+        if not isinstance(getattr(card, name), dict):
+            raise ValueError(f"model card field {name!r} must be an object")
+    keypoints = card.num_keypoints
+    if keypoints is not None and not (_is_int(keypoints) and keypoints > 0):
+        raise ValueError(
+            f"model card field 'num_keypoints' must be a positive integer, got {keypoints!r}"
+        )
+    for key, smallest in _CONFIG_INTS.items():
+        value = card.model_config.get(key)
+        if value is not None and not (_is_int(value) and value >= smallest):
+            raise ValueError(
+                f"model card field 'model_config.{key}' must be an integer >= {smallest}, "
+                f"got {value!r}"
+            )
+    frozen = card.model_config.get("frozen_batchnorm")
+    if frozen is not None and not isinstance(frozen, bool):
+        raise ValueError("model card field 'model_config.frozen_batchnorm' must be true or false")
+
+
 @dataclass
 class ModelCard:
     """Everything needed to rebuild, describe and compare one trained model.
@@ -96,6 +158,7 @@ class ModelCard:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError("model card field 'name' must be a non-empty string")
+        _check_types(self)
         check_task(self.task)
         if self.status not in STATUSES:
             raise ValueError(
@@ -174,8 +237,10 @@ class ModelCard:
         """Parse :meth:`to_json` output."""
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{source}: not valid JSON ({exc})") from exc
+        except RecursionError:
+            raise ValueError(f"{source}: not a model card (JSON nested too deeply)") from None
         return cls.from_dict(data, source=source)
 
     def save(self, model_dir: str | os.PathLike[str]) -> Path:
