@@ -350,3 +350,26 @@ def test_cli_models_and_the_app_survive_a_malformed_card(
     lines = {line.split()[1]: line for line in out.splitlines() if line.strip()}
     assert "unreadable" in lines["created-number"]
     assert "finished" in lines["good"] or "training" in lines["good"]
+
+
+def test_nan_weights_refuse_to_load_and_int8_weights_warn(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    model = build_model("fasterrcnn_mobilenet_v2_fpn", 3, pretrained=False, min_size=SIZE)
+    state = model.state_dict()
+    key = "roi_heads.box_predictor.cls_score.weight"
+
+    registry.reserve("nan", _card("nan"))
+    broken = dict(state)
+    broken[key] = state[key].clone()
+    broken[key][0, 0] = float("nan")
+    registry.save_weights("nan", broken)
+    with pytest.raises(CheckpointError, match=rf"weights\.safetensors: tensor '{key}' holds NaN"):
+        registry.load("nan")
+
+    registry.reserve("int8", _card("int8"))
+    quantized = dict(state)
+    quantized[key] = state[key].mul(100).to(torch.int8)
+    registry.save_weights("int8", quantized)
+    with pytest.warns(UserWarning, match=rf"{key} \(torch.int8, expected torch.float32\)"):
+        loaded, _ = registry.load("int8")
+    assert loaded.state_dict()[key].dtype == torch.float32

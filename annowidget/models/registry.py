@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from annowidget.models.card import (
 from annowidget.models.catalog import BASE_MODELS, torchvision_weights
 from annowidget.models.weights import weights_available
 
-__all__ = ["ModelEntry", "ModelRegistry", "build_kwargs", "validate_model_name"]
+__all__ = ["ModelEntry", "ModelRegistry", "build_kwargs", "check_weights", "validate_model_name"]
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _BUILD_KEYS = frozenset(
@@ -81,6 +82,41 @@ def validate_model_name(name: str) -> str:
     if name in BASE_MODELS:
         raise ValueError(f"model name {name!r} is a base model's name: pick another one")
     return name
+
+
+def check_weights(
+    path: str | os.PathLike[str],
+    state: Mapping[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+) -> None:
+    """Refuse weights that cannot predict anything; warn about ones stored in the wrong type.
+
+    NaN or infinite values (a diverged run, a corrupt file) raise :class:`CheckpointError`
+    naming the file and the first tensor. Tensors whose dtype differs from the model's
+    (int8 where float32 is expected: quantized or hand-converted files) load, cast by
+    PyTorch, with a ``UserWarning``: the values are likely not what training wrote.
+
+    Example:
+        >>> check_weights("w.safetensors", {"w": torch.ones(2)}, {"w": torch.zeros(2)})
+    """
+    mismatched = []
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{path}: tensor {key!r} holds NaN or infinite values: these weights cannot "
+                "predict (did the training run diverge?)"
+            )
+        want = expected.get(key)
+        if want is not None and want.dtype != tensor.dtype:
+            mismatched.append(f"{key} ({tensor.dtype}, expected {want.dtype})")
+    if mismatched:
+        more = f" and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
+        warnings.warn(
+            f"{path}: {len(mismatched)} tensor(s) stored in another type than the model's, "
+            f"converted on loading: {', '.join(mismatched[:3])}{more}",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def build_kwargs(card: ModelCard) -> dict[str, Any]:
@@ -282,6 +318,7 @@ class ModelRegistry:
             card.base_model, card.num_classes, pretrained=False, **build_kwargs(card)
         )
         state = load_state_dict(path)
+        check_weights(path, state, model.state_dict())
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
