@@ -20,15 +20,8 @@ from annowidget.store.images import decode_for_model
 SIZE = 64
 
 
-@pytest.fixture(autouse=True)
-def _isolated_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setenv("ANNOWIDGET_OFFLINE", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+# an empty hub cache, offline, one thread, a fixed seed (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("isolated_hub")
 
 
 @pytest.fixture

@@ -26,14 +26,8 @@ needs_package = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def _isolated_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setenv("ANNOWIDGET_OFFLINE", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# an empty hub cache, offline, one thread, a fixed seed (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("isolated_hub")
 
 
 def test_hub_checkpoints_dir_follows_torch_home(tmp_path: Path) -> None:

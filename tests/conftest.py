@@ -1,0 +1,32 @@
+"""Fixtures shared by the test modules (``tests/browser/conftest.py`` adds the browser ones).
+
+Both conftest files would also be collected for doctests (``--doctest-modules``) under the
+one module name ``conftest`` and clash; they hold no doctests, so collection skips them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+# paths relative to this folder; pytest still loads both files as conftests
+collect_ignore = ["conftest.py", "browser/conftest.py"]
+
+
+@pytest.fixture
+def isolated_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An empty torch hub cache, offline mode, one thread and a fixed seed for one test.
+
+    Weights are then only what the test itself puts in the cache, and a missing file fails
+    at once instead of trying a download.
+    """
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("ANNOWIDGET_OFFLINE", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
