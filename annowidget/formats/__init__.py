@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from annowidget.formats._classes import load_classes
 from annowidget.formats._common import IMAGE_EXTENSIONS, FormatError
+from annowidget.formats._masks import check_segmentation
 from annowidget.formats._report import ImportReport
 from annowidget.formats.coco import export_coco, import_coco
 from annowidget.formats.folder import import_images
@@ -23,6 +24,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "FormatError",
     "ImportReport",
+    "check_segmentation",
     "export_coco",
     "export_label_maps",
     "export_voc",

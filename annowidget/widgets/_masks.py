@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image as PILImage
 from pycocotools import mask as mask_utils
 
-from annowidget.formats._masks import check_segmentation
+from annowidget.formats import check_segmentation
 from annowidget.store import ProjectError
 
 __all__ = ["MaskFeed", "StoredMask", "compressed_rle", "mask_from_front_end", "mask_key"]
