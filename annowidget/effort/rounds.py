@@ -272,6 +272,7 @@ def _detections(project: Project, name: str, snapshot: Snapshot, device: str) ->
     """
     import torch
 
+    from annowidget.models.catalog import model_sizes
     from annowidget.models.predict import category_mapping
     from annowidget.models.registry import ModelRegistry
     from annowidget.train import coco_eval, engine
@@ -284,13 +285,9 @@ def _detections(project: Project, name: str, snapshot: Snapshot, device: str) ->
             f"({', '.join(sorted(BOX_TASKS))} models)"
         )
     to_project = category_mapping(project, card)
-    transform = net.transform  # torchvision's detectors resize inside: their input size
+    image_size, max_size = model_sizes(card.base_model, card.model_config)  # the catalog's rule
     dataset = SnapshotDataset.from_snapshot(
-        project,
-        snapshot,
-        task="detection",
-        image_size=int(transform.min_size[-1]),
-        max_size=int(transform.max_size),
+        project, snapshot, task="detection", image_size=image_size, max_size=max_size
     )
     net.eval()
     result: dict[int, list[_ap.Box]] = {image.id: [] for image, _ in snapshot.items}
