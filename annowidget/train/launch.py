@@ -60,6 +60,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def visible_gpus() -> int:
+    """NVIDIA GPUs this process may use, counted without importing torch (a widget asks
+    before any training): ``CUDA_VISIBLE_DEVICES`` if set, else the driver's list.
+
+    Example:
+        >>> visible_gpus() >= 0
+        True
+    """
+    chosen = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if chosen is not None:
+        return len([d for d in chosen.split(",") if d.strip() and not d.strip().startswith("-")])
+    driver = Path("/proc/driver/nvidia/gpus")
+    return len(list(driver.iterdir())) if driver.is_dir() else 0
+
+
 def threads_per_rank(nproc_per_node: int, cores: int | None = None) -> int:
     """CPU threads for each of ``nproc_per_node`` ranks: the default share (all cores but
     one, divided between them), at least 1.
@@ -419,4 +434,5 @@ __all__ = [
     "free_port",
     "threads_per_rank",
     "torchrun_command",
+    "visible_gpus",
 ]
