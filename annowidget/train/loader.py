@@ -40,8 +40,9 @@ def auto_workers(device_type: str, *, cores: int | None = None, processes: int =
     ``processes`` training processes (ranks) on this machine.
 
     GPU: all the cores but one of a process's share, at most 8. CPU: none up to 4 cores
-    (measured on 2 cores: workers only slow the model's own threads down), then a quarter
-    of them, at most 4.
+    (measured on a loaded 2-core machine, Faster R-CNN at 160 px, 24 images: first epoch
+    18 s and second 14 s with none, 23 s and 22 s with one worker, 26 s and 21 s with two:
+    workers only take cores from the model's own threads), then a quarter, at most 4.
 
     Example:
         >>> auto_workers("cuda", cores=16, processes=4), auto_workers("cpu", cores=32)
