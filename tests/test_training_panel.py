@@ -312,3 +312,32 @@ def test_offline_lists_download_models_last_with_the_reason(project, monkeypatch
     assert "not available offline" in panel.base_model_help.value
     panel.pretrained.value = False
     assert "random weights" in panel.base_model_help.value
+
+
+def test_with_several_gpus_a_run_goes_through_torchrun_and_plots_live(project, monkeypatch):
+    # Two "visible GPUs" make the field appear; the run itself stays on the CPU (gloo), so
+    # the panel's subprocess path is exercised for real without a GPU.
+    import annowidget.widgets.training_panel as training_panel
+    from annowidget.train.launch import DistributedTraining
+
+    assert TrainingPanel(project).gpus is None or training_panel.visible_gpus() > 1
+    monkeypatch.setattr(training_panel, "visible_gpus", lambda: 2)
+    hp = {**TINY, "image_size": 128, "device": "cpu", "workers": 0, "epochs": 2}
+    panel = TrainingPanel(
+        project, base_model="ssdlite320_mobilenet_v3_large", pretrained=False,
+        hyperparameters=hp, interval=0.1,
+    )  # fmt: skip
+    assert panel.gpus is not None
+    assert panel.gpus.value == 2
+    trainer = panel.run()
+    assert isinstance(trainer, DistributedTraining), panel.message.value
+    _wait_for(lambda: panel.history.epochs_done >= 1, timeout=300)  # plotted while it runs
+    assert panel.state == "running"
+    event = panel.wait(timeout=300)
+    assert isinstance(event, FinishedEvent), panel.message.value
+    assert event.status == "finished"
+    assert panel.state == "finished"
+    traces = {trace.name: trace for trace in panel.figure.data}
+    assert len(traces["loss"].y) == 2  # 4 images, 2 ranks, batch 2: one step per epoch
+    assert list(traces["AP"].x) == [2]  # evaluated at the end (eval_period 12)
+    assert ModelRegistry(project).card("model-1").status == "finished"

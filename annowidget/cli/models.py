@@ -27,6 +27,7 @@ from annowidget.cli.errors import CommandError, check_folders
 from annowidget.models.tasks import TASKS
 from annowidget.store import Project
 from annowidget.train.hyperparameters import (
+    PRECISIONS,
     HyperparameterField,
     Hyperparameters,
     check_device,
@@ -52,6 +53,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--test-folder", action="append", metavar="F", help="test folder (repeatable; test)"
     )
     add_hyperparameter_flags(train)
+    scale = train.add_argument_group("several GPUs or machines (torchrun, DistributedDataParallel)")
+    scale.add_argument(
+        "--nproc-per-node", type=int, metavar="N", help="train on N processes (GPUs) here"
+    )
+    scale.add_argument("--nnodes", type=int, default=1, metavar="M", help="machines (1)")
+    scale.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine (0)")
+    scale.add_argument(
+        "--rdzv-endpoint", metavar="HOST:PORT", help="machine 0's address and a free port"
+    )
     train.add_argument(
         "--scratch", action="store_true", help="random initial weights (no pretraining)"
     )
@@ -67,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--threshold", type=float, default=0.5, help="minimum score (0.5)")
     predict.add_argument("--batch-size", type=int, default=4)
     predict.add_argument("--device", default="auto")
+    predict.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="inference precision (fp32)"
+    )
     predict.add_argument("--json", action="store_true", help="print the report as JSON")
     predict.set_defaults(handler=_predict)
 
@@ -242,17 +255,32 @@ def _train(args: argparse.Namespace) -> int:
     if split and args.test_folder:
         raise CommandError("give either --test-folder or --split-ratio, not both")
     with Project.open(args.project) as project:
-        trainer = Trainer(
-            project,
-            args.name,
-            task=args.task,
-            base_model=args.base,
-            hyperparameters=hp,
-            train_folders=args.train_folder or ["train"],
-            test_folders=test_folders,
-            description=args.description,
-            pretrained=not args.scratch,
-        )
+        common: dict[str, Any] = {
+            "task": args.task,
+            "base_model": args.base,
+            "train_folders": args.train_folder or ["train"],
+            "test_folders": test_folders,
+            "description": args.description,
+            "pretrained": not args.scratch,
+        }
+        if args.nproc_per_node is not None or args.nnodes > 1:
+            from annowidget.train.launch import DistributedTraining, threads_per_rank
+
+            nproc = args.nproc_per_node or 1
+            if not hasattr(args, "num_threads"):  # the cores are shared by the ranks
+                hp = hp.replace(num_threads=threads_per_rank(nproc))
+            trainer: Any = DistributedTraining(
+                project,
+                args.name,
+                hyperparameters=hp,
+                nproc_per_node=nproc,
+                nnodes=args.nnodes,
+                node_rank=args.node_rank,
+                rdzv_endpoint=args.rdzv_endpoint,
+                **common,
+            )
+        else:
+            trainer = Trainer(project, args.name, hyperparameters=hp, **common)
         progress = _Progress(hp.epochs)
         trainer.subscribe(progress)
         with _graceful_signals():
@@ -260,7 +288,8 @@ def _train(args: argparse.Namespace) -> int:
             stopped_by = _wait(trainer)
         progress.close()
         card = trainer.card
-        assert card is not None
+    if card is None:  # a run on several processes that failed before it registered a model
+        raise CommandError(trainer.reason or "the run ended without a model")
     if args.json:
         print(json.dumps(card.to_dict()))  # its status and status_reason say how it ended
     else:
@@ -339,6 +368,9 @@ def _wait(trainer: Any) -> int:
     except KeyboardInterrupt:
         # Leave now without tearing down the interpreter under a thread still inside torch
         # (that aborts the process). Files on disk are whole: every write is atomic.
+        abort = getattr(trainer, "abort", None)  # a torchrun launch: end its ranks too
+        if abort is not None:
+            abort()
         print("annowidget train: aborted; the model keeps its last checkpoint", file=sys.stderr)
         sys.stderr.flush()
         sys.stdout.flush()
@@ -382,6 +414,7 @@ def _predict(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 device=device,
                 progress=progress,
+                precision=args.precision,
             )
         finally:
             bar.close()

@@ -3,15 +3,21 @@
 Predictions are written as pending annotations (with a score) through
 ``Project.replace_predictions``: reviewed annotations are never touched, and only images
 that were not reviewed become ``predicted``.
+
+Images are decoded ahead of the model by a pool of threads (decoding releases the GIL, and
+threads need no copy of the project): one on a small CPU machine, as many as DataLoader
+workers would be on a GPU (see :func:`annowidget.train.loader.auto_workers`). On CUDA the
+decoded ``uint8`` images are pinned and copied asynchronously, then made float on the GPU.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,41 +114,53 @@ def _score_floor(model: nn.Module, threshold: float) -> Iterator[None]:
             owner.score_thresh = old
 
 
-def _decode(project: Any, images: list[Any]) -> list[tuple[Any, torch.Tensor | Exception]]:
-    """Each image's pixels, or why it is skipped (unreadable, or changed since it was added:
+def _decode(path: Any, recorded: tuple[int, int], pin: bool) -> torch.Tensor | Exception:
+    """An image's pixels, or why it is skipped (unreadable, or changed since it was added:
     boxes found on a resized file would be stored against the recorded size)."""
     from annowidget.store.images import check_recorded_size, decode_for_model
 
-    decoded: list[tuple[Any, torch.Tensor | Exception]] = []
-    for image in images:
-        path = project.image_path(image)
-        try:
-            pixels = decode_for_model(path)
-            size = (int(pixels.shape[-1]), int(pixels.shape[-2]))
-            check_recorded_size(path, size, (image.width, image.height))
-            decoded.append((image, pixels))
-        except (OSError, ValueError) as exc:  # ImageError is a ValueError naming the file
-            decoded.append((image, exc))
-    return decoded
+    try:
+        pixels = decode_for_model(path)
+        check_recorded_size(path, (int(pixels.shape[-1]), int(pixels.shape[-2])), recorded)
+    except (OSError, ValueError) as exc:  # ImageError is a ValueError naming the file
+        return exc
+    return pixels.pin_memory() if pin else pixels
 
 
-def _batches(project: Any, images: list[Any], size: int) -> Iterator[list[tuple[Any, Any]]]:
-    """Decoded batches; the next one is decoded in a thread while the model runs."""
-    chunks = [images[i : i + size] for i in range(0, len(images), size)]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="annowidget-decode") as pool:
-        pending: Future | None = pool.submit(_decode, project, chunks[0]) if chunks else None
-        for index in range(len(chunks)):
-            assert pending is not None
-            batch = pending.result()
-            following = index + 1
-            pending = (
-                pool.submit(_decode, project, chunks[following])
-                if following < len(chunks)
-                else None
+def _batches(
+    project: Any, images: list[Any], size: int, *, threads: int = 1, pin: bool = False
+) -> Iterator[list[tuple[Any, Any]]]:
+    """Decoded batches; ``threads`` threads decode up to ``threads`` batches ahead of the one
+    the model is working on (one thread, one batch ahead: the CPU default)."""
+    paths = [project.image_path(image) for image in images]
+    chunks = [list(range(i, min(i + size, len(images)))) for i in range(0, len(images), size)]
+    ahead = max(1, threads)
+    with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="annowidget-decode") as pool:
+        pending: deque[list[Future]] = deque()
+        submitted = 0
+
+        def submit() -> None:
+            nonlocal submitted
+            pending.append(
+                [
+                    pool.submit(_decode, paths[i], (images[i].width, images[i].height), pin)
+                    for i in chunks[submitted]
+                ]
             )
-            yield batch
-        if pending is not None:
-            pending.cancel()
+            submitted += 1
+
+        try:
+            while submitted < min(ahead, len(chunks)):
+                submit()
+            for index in range(len(chunks)):
+                futures = pending.popleft()
+                if submitted < len(chunks):
+                    submit()
+                yield [(images[i], f.result()) for i, f in zip(chunks[index], futures, strict=True)]
+        finally:  # stopped early: decode nothing more
+            for futures in pending:
+                for future in futures:
+                    future.cancel()
 
 
 def _infer(
@@ -151,17 +169,22 @@ def _infer(
     label_map: dict[int, int],
     threshold: float,
     semantic_sizes: tuple[int, int] | None,
+    autocast: Callable[[], Any] = nullcontext,
 ) -> list[tuple[list[dict[str, Any]], int]]:
     """Predictions (and dropped counts) for decoded uint8 images, one entry per image."""
     if not pixels:
         return []
     device = next(net.parameters()).device
     if semantic_sizes is None:
-        inputs = [p.to(device).float().div_(255) for p in pixels]
-        return [instance_predictions(out, label_map, threshold) for out in net(inputs)]
+        # uint8 travels (a quarter of float32's bytes), the GPU makes it float
+        inputs = [p.to(device, non_blocking=True).float().div_(255) for p in pixels]
+        with autocast():
+            outputs = net(inputs)
+        return [instance_predictions(out, label_map, threshold) for out in outputs]
     results = []
     for image in pixels:  # semantic models keep each image's own aspect ratio: batch of one
-        logits = net(semantic_batch(image.to(device), *semantic_sizes))["out"]
+        with autocast():
+            logits = net(semantic_batch(image.to(device), *semantic_sizes))["out"].float()
         full = nn.functional.interpolate(
             logits, size=image.shape[-2:], mode="bilinear", align_corners=False
         )
@@ -182,6 +205,8 @@ def predict_images(
     progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
     add_categories: bool = False,
+    precision: str = "fp32",
+    workers: int | None = None,
 ) -> PredictionReport:
     """Pre-label images with ``model`` (a registry name, or ``(model, card)``).
 
@@ -189,14 +214,22 @@ def predict_images(
     only the ``unlabeled`` ones if asked. Each image's pending predictions are replaced;
     detections below ``threshold`` or of classes the project lacks (matched by name,
     case-insensitively) are left out, unless ``add_categories`` creates those categories.
+    ``precision`` (``fp32``, ``bf16``, ``fp16`` or ``auto``) is the inference precision;
+    ``workers`` the decoding threads (``None``: sized to the machine).
 
     Example:
         >>> # report = predict_images(project, "raccoons-v1", unlabeled=True, threshold=0.3)
         >>> # report.predictions, report.seconds_per_image
     """
+    from annowidget.train.loader import resolve_workers
+    from annowidget.train.precision import autocast_for
+
     start = time.perf_counter()
     net, card = _resolve(project, model, device)
     net.eval()
+    on = next(net.parameters()).device
+    autocast = autocast_for(precision, on)
+    threads = max(1, resolve_workers(workers, on))
     report = PredictionReport(model=card.name)
     images = _select(project, image_ids, folder, unlabeled)
     label_map = category_mapping(project, card, add_categories=add_categories)
@@ -206,7 +239,10 @@ def predict_images(
     sizes = model_sizes(card.base_model, card.model_config) if semantic else None
     done = 0
     with _score_floor(net, threshold), torch.inference_mode():
-        for batch in _batches(project, images, max(1, int(batch_size))):
+        batches = _batches(
+            project, images, max(1, int(batch_size)), threads=threads, pin=on.type == "cuda"
+        )
+        for batch in batches:
             if stop is not None and stop.is_set():
                 report.stopped = True
                 break
@@ -214,7 +250,7 @@ def predict_images(
             report.failed.extend(
                 (image.id, str(error)) for image, error in batch if isinstance(error, Exception)
             )
-            outputs = _infer(net, [p for _, p in ready], label_map, threshold, sizes)
+            outputs = _infer(net, [p for _, p in ready], label_map, threshold, sizes, autocast)
             for (image, _), (predictions, dropped) in zip(ready, outputs, strict=True):
                 project.replace_predictions(image.id, predictions, source=source)
                 report.images += 1

@@ -96,3 +96,36 @@ class FailedEvent(TrainingEvent):
     epoch: int = 0
     weights: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+_KINDS: dict[str, type[TrainingEvent]] = {
+    cls.__name__.removesuffix("Event").lower(): cls
+    for cls in (
+        StepEvent,
+        EpochEvent,
+        EvalEvent,
+        CheckpointEvent,
+        WarningEvent,
+        FinishedEvent,
+        FailedEvent,
+    )
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> TrainingEvent:
+    """The event :meth:`TrainingEvent.to_dict` wrote (a run in another process sends its
+    events as JSON). ``ValueError`` for an unknown kind or missing fields.
+
+    Example:
+        >>> event_from_dict(WarningEvent("low memory").to_dict())
+        WarningEvent(message='low memory')
+    """
+    fields = dict(data)
+    kind = fields.pop("kind", None)
+    cls = _KINDS.get(str(kind))
+    if cls is None:
+        raise ValueError(f"unknown training event kind {kind!r}")
+    try:
+        return cls(**fields)
+    except TypeError as exc:
+        raise ValueError(f"bad {kind} event {data!r}: {exc}") from None

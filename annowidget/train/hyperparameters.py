@@ -21,6 +21,8 @@ from typing import Any
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _SPEC = "annowidget"  # the key of a field's declaration in its dataclass metadata
+#: ``precision`` values; what each means: :mod:`annowidget.train.precision`.
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
 
 def default_num_threads() -> int:
@@ -173,6 +175,10 @@ class Hyperparameters:
     split deterministically by ``seed``. ``image_size`` is the shorter image side the model
     sees (``None``: the base model's own input size). ``warmup_iters=None`` warms the learning
     rate up linearly over the first epoch (at most 1000 steps), ``0`` disables warm-up.
+    ``workers`` is the number of DataLoader processes that decode and augment images
+    (``None``: sized to the machine, see :func:`annowidget.train.loader.auto_workers`; ``0``:
+    in the training thread). ``precision`` is ``auto``, ``fp32``, ``bf16`` or ``fp16`` (see
+    :mod:`annowidget.train.precision`; ``auto``: bf16 on a GPU that has it, else fp32).
 
     Example:
         >>> hp = Hyperparameters(epochs=2, batch_size=2)
@@ -283,6 +289,22 @@ class Hyperparameters:
         advanced=True,
         default_factory=default_num_threads,
     )
+    workers: int | None = declare(
+        None,
+        label="data workers",
+        help="Processes that decode and augment images. auto (left empty): sized to the "
+        "machine; 0: none.",
+        flag="--workers",
+        advanced=True,
+    )
+    precision: str = declare(
+        "auto",
+        label="precision",
+        help="auto: bf16 on a GPU that has it, else fp32. fp16 (CUDA) scales the gradients.",
+        flag="--precision",
+        choices=PRECISIONS,
+        advanced=True,
+    )
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "epochs", "gamma_epochs", "rois_per_image", "eval_period"):
@@ -294,6 +316,12 @@ class Hyperparameters:
         _non_negative_int(self, "seed")
         if self.warmup_iters is not None:
             _non_negative_int(self, "warmup_iters")
+        if self.workers is not None:
+            _non_negative_int(self, "workers")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         _positive_float(self, "learning_rate")
         _positive_float(self, "gamma")
         for name in ("momentum", "weight_decay"):

@@ -31,7 +31,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from annowidget.models import zoo
 from annowidget.models.card import ModelCard
@@ -40,7 +39,7 @@ from annowidget.models.registry import ModelRegistry, build_kwargs, validate_mod
 from annowidget.models.tasks import check_task
 from annowidget.store import Project, Snapshot
 from annowidget.train import engine
-from annowidget.train.dataset import SnapshotDataset, collate, keypoint_names, split_items
+from annowidget.train.dataset import SnapshotDataset, keypoint_names, split_items
 from annowidget.train.events import (
     CheckpointEvent,
     EpochEvent,
@@ -51,6 +50,8 @@ from annowidget.train.events import (
     WarningEvent,
 )
 from annowidget.train.hyperparameters import Hyperparameters
+from annowidget.train.loader import train_loader
+from annowidget.train.precision import resolve_precision
 
 Subscriber = Callable[[TrainingEvent], Any]
 StateDict = dict[str, torch.Tensor]
@@ -169,6 +170,7 @@ class Trainer:
             raise RuntimeError(f"trainer {self.name!r} was already started ({self._status})")
         hp = self.hyperparameters
         self._device = engine.resolve_device(hp.device)
+        self._precision = resolve_precision(hp.precision, self._device)
         self._train_set, self._test_set = self._datasets()
         card = ModelCard(
             name=self.name,
@@ -323,16 +325,7 @@ class Trainer:
         state.model = model
         optimizer = engine.make_optimizer(model, hp)
         scheduler = engine.make_scheduler(optimizer, hp)
-        semantic = self.task == "semantic_segmentation"
-        loader = DataLoader(
-            self._train_set,
-            batch_size=hp.batch_size,
-            shuffle=True,
-            collate_fn=collate,
-            generator=torch.Generator().manual_seed(hp.seed),
-            # a lone image in a batch breaks BatchNorm after global pooling (DeepLabV3)
-            drop_last=semantic and len(self._train_set) > hp.batch_size,
-        )
+        loader = train_loader(self._train_set, hp, device)
         if self._test_set is None:
             folders = ", ".join(self.test_folders or ())
             self._emit(
@@ -354,6 +347,7 @@ class Trainer:
                 stop_event=self._stop,
                 task=self.task,
                 run_start=run_start,
+                precision=self._precision,
             )
             if not result.completed:
                 break

@@ -29,6 +29,7 @@ from annowidget.models.zoo import TASKS, default_base_model, list_base_models
 from annowidget.store import Project
 from annowidget.train.events import FailedEvent, FinishedEvent, TrainingEvent
 from annowidget.train.hyperparameters import Hyperparameters
+from annowidget.train.launch import visible_gpus
 from annowidget.widgets._hyperparameter_form import HyperparameterForm
 from annowidget.widgets._live_figure import LiveFigure
 from annowidget.widgets._run_history import PLOTTED_METRICS, RunHistory, quality_verdict
@@ -165,6 +166,13 @@ class TrainingPanel(widgets.VBox):
         )
         self.folder_warning = widgets.HTML()
         self.form = HyperparameterForm(hyperparameters)
+        # Several GPUs: the run goes through torchrun (DDP), followed like one in this kernel.
+        gpus = visible_gpus()
+        self.gpus = (
+            widgets.BoundedIntText(value=gpus, min=1, max=gpus, description="GPUs", style=style)
+            if gpus > 1
+            else None
+        )
 
         self.run_button = widgets.Button(description="Run", icon="play", button_style="success")
         self.stop_button = widgets.Button(
@@ -200,8 +208,11 @@ class TrainingPanel(widgets.VBox):
         data_box = widgets.VBox(
             [widgets.HBox([self.train_folders, self.test_folders]), self.folder_warning]
         )
+        hyperparameters_box = widgets.VBox(
+            [self.form.box] if self.gpus is None else [self.gpus, self.form.box]
+        )
         setup = widgets.Accordion(
-            [model_box, data_box, self.form.box], selected_index=0, layout=widgets.Layout()
+            [model_box, data_box, hyperparameters_box], selected_index=0, layout=widgets.Layout()
         )
         for index, title in enumerate(("model", "data", "hyperparameters")):
             setup.set_title(index, title)
@@ -308,7 +319,14 @@ class TrainingPanel(widgets.VBox):
                 from annowidget.train import Trainer  # heavy (torch): imported on first Run
 
                 name = arguments.pop("name")
-                trainer = Trainer(self.project, name, **arguments)
+                if self.gpus is not None and self.gpus.value > 1:
+                    from annowidget.train.launch import DistributedTraining
+
+                    trainer: Any = DistributedTraining(
+                        self.project, name, nproc_per_node=int(self.gpus.value), **arguments
+                    )
+                else:
+                    trainer = Trainer(self.project, name, **arguments)
                 trainer.start()
             except Exception as exc:  # shown in the panel: a form must not raise into the kernel
                 self._show("error", f"{type(exc).__name__}: {exc}" if not _plain(exc) else str(exc))
