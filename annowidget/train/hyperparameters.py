@@ -22,6 +22,22 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _SPEC = "annowidget"  # the key of a field's declaration in its dataclass metadata
 
+#: The seed's learning rate and the batch size it was tuned for (torchvision's detection
+#: references: 0.02 for 16 images per step). The default rate scales linearly from it.
+REFERENCE_LEARNING_RATE = 0.02
+REFERENCE_BATCH_SIZE = 16
+
+
+def scaled_learning_rate(batch_size: int) -> float:
+    """The default learning rate for ``batch_size``: the linear scaling rule (Goyal et al.
+    2017) from 0.02 at batch 16, the rate the seed's 0.02 was meant for.
+
+    Example:
+        >>> scaled_learning_rate(4), scaled_learning_rate(16)
+        (0.005, 0.02)
+    """
+    return REFERENCE_LEARNING_RATE * int(batch_size) / REFERENCE_BATCH_SIZE
+
 
 def default_num_threads() -> int:
     """All cores but one, so the notebook's UI thread keeps a core (at least 1).
@@ -173,11 +189,18 @@ class Hyperparameters:
     split deterministically by ``seed``. ``image_size`` is the shorter image side the model
     sees (``None``: the base model's own input size). ``warmup_iters=None`` warms the learning
     rate up linearly over the first epoch (at most 1000 steps), ``0`` disables warm-up.
+    ``learning_rate=None`` (the default) means :func:`scaled_learning_rate` of the batch size
+    (0.005 at batch 4); a copy made with :meth:`replace` and another batch size rescales it
+    unless a rate was given. ``grad_clip_norm`` caps the gradients' total norm at every step
+    (``0``: no clipping); with the warm-up it keeps the first steps of a fresh head from
+    blowing the loss up to NaN.
 
     Example:
         >>> hp = Hyperparameters(epochs=2, batch_size=2)
         >>> Hyperparameters.from_dict(hp.to_dict()) == hp
         True
+        >>> hp.learning_rate, hp.replace(batch_size=8).learning_rate
+        (0.0025, 0.01)
         >>> Hyperparameters(batch_size=0)
         Traceback (most recent call last):
         ...
@@ -195,10 +218,11 @@ class Hyperparameters:
     epochs: int = declare(
         12, label="epochs", help="Passes over the training images.", flag="--epochs"
     )
-    learning_rate: float = declare(
-        0.02,
+    learning_rate: float | None = declare(
+        None,
         label="learning rate",
-        help="SGD step size: 0.02 for batch 16, scaled linearly (0.005 at batch 4).",
+        help="SGD step size. auto (left empty): 0.02 for batch 16, scaled linearly with the "
+        "batch size (0.005 at batch 4).",
         flag="--lr",
     )
     gamma: float = declare(
@@ -283,8 +307,17 @@ class Hyperparameters:
         advanced=True,
         default_factory=default_num_threads,
     )
+    grad_clip_norm: float = declare(
+        10.0,
+        label="gradient clipping",
+        help="Caps the gradients' total norm at every step (0: no clipping).",
+        flag="--grad-clip",
+        advanced=True,
+    )
 
     def __post_init__(self) -> None:
+        # Not a field: whether learning_rate came from the scaling rule (replace() rescales it).
+        self._scaled_lr = self.learning_rate is None
         for name in ("batch_size", "epochs", "gamma_epochs", "rois_per_image", "eval_period"):
             _positive_int(self, name)
         for name in ("image_size",):
@@ -294,9 +327,11 @@ class Hyperparameters:
         _non_negative_int(self, "seed")
         if self.warmup_iters is not None:
             _non_negative_int(self, "warmup_iters")
+        if self._scaled_lr:
+            self.learning_rate = scaled_learning_rate(self.batch_size)
         _positive_float(self, "learning_rate")
         _positive_float(self, "gamma")
-        for name in ("momentum", "weight_decay"):
+        for name in ("momentum", "weight_decay", "grad_clip_norm"):
             value = _finite_float(self, name)
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
@@ -314,7 +349,7 @@ class Hyperparameters:
 
         Example:
             >>> Hyperparameters().to_dict()["learning_rate"]
-            0.02
+            0.005
         """
         return dataclasses.asdict(self)
 
@@ -341,6 +376,8 @@ class Hyperparameters:
             >>> Hyperparameters().replace(epochs=1).epochs
             1
         """
+        if self._scaled_lr and "learning_rate" not in changes:
+            changes["learning_rate"] = None  # follow the new batch size
         return dataclasses.replace(self, **changes)
 
 
