@@ -120,7 +120,7 @@ def _every_field_changed() -> Hyperparameters:
         batch_size=3, epochs=7, learning_rate=0.0123, gamma=0.25, gamma_epochs=2,
         rois_per_image=64, eval_period=3, split_ratio=0.7, device="cuda:1", seed=5,
         image_size=96, augment=False, momentum=0.8, weight_decay=0.001, warmup_iters=17,
-        num_threads=default_num_threads() + 1,
+        num_threads=default_num_threads() + 1, grad_clip_norm=5.0,
     )  # fmt: skip
 
 

@@ -104,7 +104,7 @@ def test_sigterm_keeps_the_last_epoch_and_kill_9_leaves_a_failed_model(tmp_path:
     _wait_for(models / "term" / "weights.safetensors", process)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=240)
-    assert "SIGTERM: stopping" in err
+    assert "stopping after the current step" in err
     card = ModelCard.load(models / "term")
     assert card.status == "stopped", (out, err)
     kept = card.checkpoints[-1]["epoch"]

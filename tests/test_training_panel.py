@@ -312,3 +312,16 @@ def test_offline_lists_download_models_last_with_the_reason(project, monkeypatch
     assert "not available offline" in panel.base_model_help.value
     panel.pretrained.value = False
     assert "random weights" in panel.base_model_help.value
+
+
+def test_the_form_learning_rate_follows_the_batch_size_until_one_is_typed(project):
+    """Issue 11 item 2: 0.02 at batch 16, scaled linearly, unless the user typed a rate."""
+    panel = TrainingPanel(project)
+    rate, batch = panel.form.inputs["learning_rate"], panel.form.inputs["batch_size"]
+    assert rate.value == 0.005
+    batch.value = 16
+    assert rate.value == 0.02
+    rate.value = 0.03
+    batch.value = 8
+    assert rate.value == 0.03
+    assert panel.form.read().learning_rate == 0.03

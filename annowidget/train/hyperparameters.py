@@ -218,11 +218,13 @@ class Hyperparameters:
     epochs: int = declare(
         12, label="epochs", help="Passes over the training images.", flag="--epochs"
     )
-    learning_rate: float | None = declare(
+    # None (the default) becomes the linear scaling rule's rate in __post_init__: always a
+    # float afterwards, so the form shows the number and the CLI takes one.
+    learning_rate: float = declare(
         None,
         label="learning rate",
-        help="SGD step size. auto (left empty): 0.02 for batch 16, scaled linearly with the "
-        "batch size (0.005 at batch 4).",
+        help="SGD step size: 0.02 for batch 16, scaled linearly (0.005 at batch 4); it follows "
+        "the batch size unless you give one.",
         flag="--lr",
     )
     gamma: float = declare(

@@ -89,9 +89,8 @@ class HyperparameterForm:
         old, new = change["old"], change["new"]
         if not (isinstance(old, int) and isinstance(new, int) and old > 0 and new > 0):
             return  # a half-typed batch size: leave the rate alone
-        before = str(rate.value).strip()
-        if before in ("", str(scaled_learning_rate(old))):  # not typed over
-            rate.value = str(scaled_learning_rate(new)) if before else ""
+        if abs(float(rate.value) - scaled_learning_rate(old)) < 1e-12:  # not typed over
+            rate.value = scaled_learning_rate(new)
 
     def _is_text(self, name: str) -> bool:
         return isinstance(self.inputs[name], widgets.Text)
