@@ -268,3 +268,45 @@ def test_model_returns_to_training_mode_after_evaluation(sample: Project) -> Non
     assert model.training
     assert metrics["AP"] is not None
     assert 0.0 <= metrics["AP"] <= 1.0
+
+
+def test_a_batch_without_boxes_and_without_proposals_is_no_nan(sample: Project) -> None:
+    """Issue 15 item 14: reviewed images without boxes, an RPN that keeps no proposal (here
+    forced by its score threshold) and the box head samples nothing: its losses are 0/0.
+    That is not a diverging run: those parts are left out, the step goes on."""
+    torch.set_num_threads(1)
+    model = _tiny_model()
+    model.rpn.score_thresh = 1.01  # no proposal survives, as with an untrained RPN
+    empty = {"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.int64)}
+    images = [torch.rand(3, 64, 80), torch.rand(3, 64, 80)]
+    model.train()
+    _, parts = engine.compute_loss(model, images, [dict(empty), dict(empty)], "detection")
+    assert not all(math.isfinite(float(v.detach())) for v in parts.values())  # the bug, reproduced
+    optimizer = engine.make_optimizer(model, Hyperparameters(learning_rate=0.01))
+    batches = [(images, [dict(empty), dict(empty)])] * 2
+    result = engine.train_one_epoch(model, optimizer, batches, CPU, 1, task="detection")
+    assert result.completed
+    assert math.isfinite(result.loss)
+    assert set(result.loss_parts) <= {"loss_objectness", "loss_rpn_box_reg"}
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_gradient_clipping_caps_the_step(sample: Project) -> None:
+    torch.set_num_threads(1)
+    loader = _loader(sample, "train", train=False)
+    batch = [next(iter(loader))]
+    moved = {}
+    for clip in (0.0, 1e-6):
+        model = _tiny_model()
+        before = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+        hp = Hyperparameters(learning_rate=0.5, momentum=0.0, weight_decay=0.0)
+        optimizer = engine.make_optimizer(model, hp)
+        engine.train_one_epoch(
+            model, optimizer, batch, CPU, 2, task="detection", grad_clip_norm=clip
+        )
+        after = [p.detach() for p in model.parameters() if p.requires_grad]
+        moved[clip] = float(
+            torch.cat([(a - b).flatten() for a, b in zip(after, before, strict=True)]).norm()
+        )
+    assert moved[1e-6] <= 0.5 * 1e-6 * 1.01  # lr * the clipping norm
+    assert moved[0.0] > 1e-3

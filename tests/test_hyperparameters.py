@@ -13,12 +13,25 @@ from annowidget.train.hyperparameters import Hyperparameters, default_num_thread
 
 def test_defaults_are_the_documented_ones() -> None:
     hp = Hyperparameters()
-    assert (hp.batch_size, hp.epochs, hp.learning_rate) == (4, 12, 0.02)
+    # the seed's 0.02 is the rate for batch 16: the default scales linearly (issue 11 item 2)
+    assert (hp.batch_size, hp.epochs, hp.learning_rate) == (4, 12, 0.005)
+    assert Hyperparameters(batch_size=16).learning_rate == 0.02
+    assert hp.grad_clip_norm == 10.0
     assert (hp.gamma, hp.gamma_epochs, hp.rois_per_image) == (0.5, 5, 512)
     assert (hp.eval_period, hp.split_ratio, hp.device) == (12, 0.8, "auto")
     assert (hp.seed, hp.image_size, hp.augment) == (0, None, True)
     assert (hp.momentum, hp.weight_decay, hp.warmup_iters) == (0.9, 1e-4, None)
     assert hp.num_threads == max(1, (os.cpu_count() or 1) - 1) == default_num_threads()
+
+
+def test_the_default_learning_rate_follows_the_batch_size_unless_one_was_given() -> None:
+    assert Hyperparameters(batch_size=2).learning_rate == 0.0025
+    assert Hyperparameters().replace(batch_size=8).learning_rate == 0.01
+    typed = Hyperparameters(learning_rate=0.03)
+    assert typed.replace(batch_size=8).learning_rate == 0.03
+    assert Hyperparameters.from_dict(Hyperparameters().to_dict()).learning_rate == 0.005
+    with pytest.raises(ValueError, match="grad_clip_norm must be >= 0"):
+        Hyperparameters(grad_clip_norm=-1)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +120,7 @@ def _every_field_changed() -> Hyperparameters:
         batch_size=3, epochs=7, learning_rate=0.0123, gamma=0.25, gamma_epochs=2,
         rois_per_image=64, eval_period=3, split_ratio=0.7, device="cuda:1", seed=5,
         image_size=96, augment=False, momentum=0.8, weight_decay=0.001, warmup_iters=17,
-        num_threads=default_num_threads() + 1, workers=2, precision="bf16",
+        num_threads=default_num_threads() + 1, workers=2, precision="bf16", grad_clip_norm=5.0,
     )  # fmt: skip
 
 

@@ -431,3 +431,100 @@ def test_imagenet_backbone_beats_random_init_on_real_raccoons(tmp_path: Path) ->
         assert trainer.status == "finished", trainer.reason
         scores[pretrained] = card.metrics[-1]["AP50"]
     assert scores[True] > scores[False] + 0.2, scores
+
+
+def test_a_nan_loss_goes_back_halves_the_learning_rate_and_retries_the_epoch_once(
+    project: Project,
+) -> None:
+    """Issue 11 item 2: one NaN (here: a weight poisoned mid-epoch 2) does not end the run."""
+    trainer = _trainer(project, hyperparameters=_hp(epochs=3, eval_period=10, warmup_iters=0))
+    poisoned = threading.Event()
+
+    def poison(event: TrainingEvent) -> None:
+        at = isinstance(event, StepEvent) and (event.epoch, event.step) == (2, 1)
+        if at and not poisoned.is_set():
+            poisoned.set()
+            model = trainer.model
+            assert model is not None
+            next(p for p in model.parameters() if p.requires_grad).data.fill_(float("nan"))
+
+    trainer.subscribe(poison)
+    card = trainer.run()
+    assert poisoned.is_set()
+    assert trainer.status == "finished", trainer.reason
+    assert "learning rate halved to 0.005" in trainer.reason
+    events = _drain(trainer)
+    warnings = [e for e in events if e.kind == "warning"]
+    assert len(warnings) == 1
+    assert "went back to epoch 1's weights, halved the learning rate to 0.005" in (
+        warnings[0].message
+    )
+    assert card.notes == [warnings[0].message]
+    assert ModelCard.load(project.models_dir / "m1").notes == card.notes
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    epoch2 = [s for s in steps if s.epoch == 2]
+    assert [s.step for s in epoch2] == [1, 1, 2, 3]  # step 1 then the retried epoch
+    assert epoch2[-1].lr == pytest.approx(0.005)
+    assert [e.epoch for e in events if isinstance(e, EpochEvent)] == [1, 2, 3]
+    weights = load_state_dict(project.models_dir / "m1" / "weights.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
+
+
+def test_a_run_stopped_before_its_first_epoch_leaves_no_model_and_frees_its_name(
+    project: Project,
+) -> None:
+    """Issue 14 item 7: no "(not ready)" model in the lists, the next run may take the name."""
+    trainer = _trainer(project)
+    trainer.subscribe(lambda event: trainer.stop())
+    trainer.run()
+    assert trainer.status == "stopped"
+    assert not (project.models_dir / "m1").exists()
+    registry = ModelRegistry(project)
+    assert "m1" not in registry.names()
+    assert not registry.exists("m1")
+    again = _trainer(project, hyperparameters=_hp(epochs=1))
+    assert again.run().status == "finished"
+
+
+def test_every_completed_epoch_is_kept_even_without_a_checkpoint_due(project: Project) -> None:
+    """Issue 15 item 9: eval_period 10 means no checkpoint in a 3-epoch run before the end;
+    the weights on disk follow every completed epoch all the same."""
+    trainer = _trainer(project, hyperparameters=_hp(epochs=3, eval_period=10))
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+
+    def look(event: TrainingEvent) -> None:
+        if isinstance(event, EpochEvent):
+            path = project.models_dir / "m1" / "weights.safetensors"
+            seen[event.epoch] = load_state_dict(path)
+            assert ModelCard.load(project.models_dir / "m1").status == "training"
+
+    trainer.subscribe(look)
+    trainer.run()
+    assert trainer.status == "finished"
+    assert sorted(seen) == [1, 2, 3]
+    assert not _same_weights(seen[1], seen[2])
+    final = load_state_dict(project.models_dir / "m1" / "weights.safetensors")
+    assert _same_weights(final, seen[3])
+
+
+def test_an_image_size_too_small_is_refused_before_training(project: Project) -> None:
+    """Issue 15 item 14: image_size=1 gave a PyTorch internal assert and a failed model."""
+    with pytest.raises(ValueError, match="image_size 1 is too small: the models need at least 32"):
+        _trainer(project, hyperparameters=_hp(image_size=1)).start()
+    assert not (project.models_dir / "m1").exists()
+
+
+def test_reviewed_images_without_boxes_train_without_nan(project: Project) -> None:
+    """Issue 15 item 14: whole batches of reviewed negatives (batch size 1 here)."""
+    negatives = [i.id for i in project.images(folder="unlabeled")][:4]
+    for image_id in negatives:
+        project.set_status(image_id, "reviewed")
+    labeled = [i.id for i in project.images(folder="train")][:2]
+    project.move_images([*negatives, *labeled], "mix")
+    hp = _hp(epochs=1, batch_size=1, learning_rate=0.005, image_size=64)
+    trainer = _trainer(project, base_model=RCNN, hyperparameters=hp, train_folders=["mix"])
+    card = trainer.run()
+    assert trainer.status == "finished", trainer.reason
+    epochs = [e for e in _drain(trainer) if isinstance(e, EpochEvent)]
+    assert epochs[0].images == 6
+    assert card.metrics[-1]["images"] == 6

@@ -341,3 +341,16 @@ def test_with_several_gpus_a_run_goes_through_torchrun_and_plots_live(project, m
     assert len(traces["loss"].y) == 2  # 4 images, 2 ranks, batch 2: one step per epoch
     assert list(traces["AP"].x) == [2]  # evaluated at the end (eval_period 12)
     assert ModelRegistry(project).card("model-1").status == "finished"
+
+
+def test_the_form_learning_rate_follows_the_batch_size_until_one_is_typed(project):
+    """Issue 11 item 2: 0.02 at batch 16, scaled linearly, unless the user typed a rate."""
+    panel = TrainingPanel(project)
+    rate, batch = panel.form.inputs["learning_rate"], panel.form.inputs["batch_size"]
+    assert rate.value == 0.005
+    batch.value = 16
+    assert rate.value == 0.02
+    rate.value = 0.03
+    batch.value = 8
+    assert rate.value == 0.03
+    assert panel.form.read().learning_rate == 0.03

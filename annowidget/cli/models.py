@@ -45,7 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("project")
     train.add_argument("--name", required=True, help="name of the new model (unique)")
     train.add_argument("--task", default="detection", choices=TASKS)
-    train.add_argument("--base", help="base model (default: the best one available offline)")
+    train.add_argument(
+        "--base",
+        metavar="MODEL",
+        help="a zoo base model or a finished/stopped model of the project (warm start); "
+        "default: the project's newest finished model of the task, else the best zoo model "
+        "available offline",
+    )
     train.add_argument(
         "--train-folder", action="append", metavar="F", help="train folder (repeatable; train)"
     )
@@ -477,6 +483,7 @@ def _models(args: argparse.Namespace) -> int:
             print(f"deleted model {args.delete}")
             return 0
         entries = registry.list()
+        lineage = {e.name: registry.lineage(e.name) for e in entries if e.kind == "trained"}
     if args.json:
         rows = [
             {
@@ -486,6 +493,7 @@ def _models(args: argparse.Namespace) -> int:
                 "ready": e.ready,
                 "description": e.description,
                 "card": e.card.to_dict() if e.card is not None else None,
+                "lineage": lineage.get(e.name, [e.name]),
             }
             for e in entries
         ]
@@ -497,6 +505,7 @@ def _models(args: argparse.Namespace) -> int:
         if e.card is not None and e.kind == "trained":
             latest = e.card.latest_metrics
             quality = _metrics_line(latest) if latest else "not evaluated"
-            detail = f"{e.card.status}, base {e.card.base_model}, {quality}"
+            base = " <- ".join(lineage[e.name][1:]) or e.card.base_model
+            detail = f"{e.card.status}, base {base}, {quality}"
         print(f"{e.kind:7}  {e.name:40}  {e.task:21}  {ready:9}  {detail}")
     return 0

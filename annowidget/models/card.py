@@ -154,6 +154,12 @@ class ModelCard:
     status_reason: str = ""
     created: str = field(default_factory=_now)
     model_config: dict[str, Any] = field(default_factory=dict)
+    # the trained model of the project this one started from (warm start); None: a base model
+    parent: str | None = None
+    # what the run wants the user to know (warm-start mapping, a learning rate halved, ...)
+    notes: list[str] = field(default_factory=list)
+    # while training: {"pid": int, "host": str, "heartbeat": iso time} to tell a dead run
+    run: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:

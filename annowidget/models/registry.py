@@ -6,6 +6,7 @@ Names are unique per project and never shadow a base model's name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from annowidget.models import zoo
+from annowidget.models._runs import remove_temp_files, run_is_dead
 from annowidget.models.card import (
     CARD_FILE,
     WEIGHTS_FILE,
@@ -204,6 +206,9 @@ class ModelRegistry:
                 entry = ModelEntry(folder.name, "trained", "", f"unreadable: {exc}", False)
                 trained.append(("", folder.stat().st_mtime, entry))
                 continue
+            card = self._unless_dead(folder, card)
+            if card is None:  # a killed run that kept nothing: gone, its name free again
+                continue
             ready = (folder / WEIGHTS_FILE).is_file()
             entry = ModelEntry(card.name, "trained", card.task, card.description, ready, card)
             trained.append((card.created, folder.stat().st_mtime, entry))
@@ -223,9 +228,74 @@ class ModelRegistry:
         if name in BASE_MODELS:
             return True
         try:
-            return self.model_dir(name).exists()
+            folder = self.model_dir(name)
         except ValueError:
             return False
+        if (folder / CARD_FILE).is_file():
+            try:
+                return self._unless_dead(folder, ModelCard.load(folder)) is not None
+            except (OSError, ValueError):
+                return True
+        return folder.exists()
+
+    def default_base(self, task: str) -> str:
+        """The base a new run of ``task`` starts from: the newest finished trained model of
+        that task in the project (rounds build on each other), else the zoo's default.
+
+        Example:
+            >>> import tempfile
+            >>> ModelRegistry(tempfile.mkdtemp()).default_base("detection") in BASE_MODELS
+            True
+        """
+        for entry in self.list(task):
+            card = entry.card
+            if entry.kind == "trained" and entry.ready and card and card.status == "finished":
+                return entry.name
+        return zoo.default_base_model(task)
+
+    def lineage(self, name: str) -> list[str]:
+        """``name``, its parent, the parent's parent, ... down to the zoo's base model.
+
+        Example:
+            >>> import tempfile
+            >>> ModelRegistry(tempfile.mkdtemp()).lineage("fasterrcnn_mobilenet_v2_fpn")
+            ['fasterrcnn_mobilenet_v2_fpn']
+        """
+        chain = [name]
+        while chain[-1] not in BASE_MODELS and len(chain) < 1000:
+            try:
+                card = self.card(chain[-1])
+            except (KeyError, OSError, ValueError):
+                break  # a parent deleted since: the chain stops at its name
+            step = card.parent or card.base_model
+            if step in chain:
+                break
+            chain.append(step)
+        return chain
+
+    def _unless_dead(self, folder: Path, card: ModelCard) -> ModelCard | None:
+        """``card``, or, when its run's process is gone while the card says "training":
+        temp files removed, the model marked failed (``None`` when it kept no epoch at all:
+        then its folder is removed and the name is free)."""
+        if card.status != "training" or not run_is_dead(card.run):
+            return card
+        remove_temp_files(folder)
+        kept = (folder / WEIGHTS_FILE).is_file() or any(
+            (folder / str(c.get("file", ""))).is_file() for c in card.checkpoints
+        )
+        if not kept:
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        run = card.run
+        card.status = "failed"
+        card.status_reason = (
+            f"the training process (pid {run.get('pid')} on {run.get('host')}) ended without "
+            "finishing (killed?); the last completed epoch's weights were kept"
+        )
+        card.run = {}
+        with contextlib.suppress(OSError):  # a read-only project: still shown as failed
+            card.save(folder)
+        return card
 
     def card(self, name: str) -> ModelCard:
         """The card of a trained model (``KeyError`` if there is none)."""
@@ -287,6 +357,14 @@ class ModelRegistry:
         shutil.rmtree(folder)
 
     # -- loading -------------------------------------------------------------------------
+    def weights_file(self, name: str) -> Path:
+        """The weights file to load for trained model ``name`` (``CheckpointError`` if none).
+
+        Example:
+            >>> # ModelRegistry(project).weights_file("raccoons-v1").name -> 'weights.safetensors'
+        """
+        return self._weights_file(name, self.card(name))
+
     def _weights_file(self, name: str, card: ModelCard) -> Path:
         folder = self.model_dir(name)
         if (folder / WEIGHTS_FILE).is_file():

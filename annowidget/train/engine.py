@@ -183,6 +183,27 @@ def compute_loss(
     return sum(parts.values()), parts  # type: ignore[return-value]
 
 
+def finite_parts(
+    parts: dict[str, torch.Tensor],
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of a batch without any box: the parts that are NaN are left out.
+
+    With no box in the batch, an R-CNN head may sample no proposal at all and divide by
+    zero (its box loss becomes 0/0). Nothing is wrong with the weights or the learning rate:
+    those parts simply have nothing to learn from this batch.
+
+    Example:
+        >>> loss, parts = finite_parts({"a": torch.tensor(0.5), "b": torch.tensor(float("nan"))})
+        >>> float(loss), sorted(parts)
+        (0.5, ['a'])
+    """
+    kept = {k: v for k, v in parts.items() if bool(torch.isfinite(v).all())}
+    if not kept:  # nothing to learn: a zero loss outside the graph (no gradient at all)
+        device = next(iter(parts.values())).device
+        return torch.zeros((), device=device, requires_grad=True), {}
+    return sum(kept.values()), kept  # type: ignore[return-value]
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -196,6 +217,7 @@ def train_one_epoch(
     task: str | None = None,
     run_start: float | None = None,
     precision: MixedPrecision | None = None,
+    grad_clip_norm: float = 0.0,
 ) -> EpochResult:
     """Train ``model`` for one pass over ``loader``; epochs count from 1.
 
@@ -203,9 +225,11 @@ def train_one_epoch(
     ``warmup_iters`` steps (default: the whole epoch, at most 1000 steps; 0: no warm-up).
     ``stop_event`` is checked before every step: when set, the epoch ends early with
     ``completed=False`` (the weights then hold a partial epoch). A NaN or infinite loss
-    raises :class:`NonFiniteLossError` before the weights are updated with it.
-    ``precision`` (default: fp32) autocasts the forward pass and scales fp16 gradients.
-    Under torchrun the loss is averaged across ranks (every rank sees the same number).
+    raises :class:`NonFiniteLossError` before the weights are updated with it, except for
+    the parts of a batch without a single box (see :func:`finite_parts`). ``grad_clip_norm``
+    > 0 caps the total gradient norm of every step. ``precision`` (default: fp32) autocasts
+    the forward pass and scales fp16 gradients (unscaled before clipping). Under torchrun the
+    loss is averaged across ranks (every rank sees the same number).
 
     Example:
         >>> # r = train_one_epoch(model, opt, loader, torch.device("cpu"), 1, on_step=print)
@@ -238,6 +262,8 @@ def train_one_epoch(
         images, targets = _to_device(list(images), list(targets), device)
         with amp.autocast():
             loss, parts = compute_loss(model, images, targets, task)
+        if task != "semantic_segmentation" and not any(len(t["boxes"]) for t in targets):
+            loss, parts = finite_parts(parts)
         # one copy from the device for the loss and its parts (a GPU sync each otherwise)
         values = torch.stack([loss.detach().float(), *(v.detach().float() for v in parts.values())])
         loss_value, *rest = values.tolist()
@@ -251,6 +277,10 @@ def train_one_epoch(
             )
         optimizer.zero_grad(set_to_none=True)
         amp.backward(loss)
+        if grad_clip_norm > 0:
+            amp.unscale(optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, grad_clip_norm)
         amp.step(optimizer)
         lr = float(optimizer.param_groups[0]["lr"])
         if warmup is not None:

@@ -24,6 +24,22 @@ _SPEC = "annowidget"  # the key of a field's declaration in its dataclass metada
 #: ``precision`` values; what each means: :mod:`annowidget.train.precision`.
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
+#: The seed's learning rate and the batch size it was tuned for (torchvision's detection
+#: references: 0.02 for 16 images per step). The default rate scales linearly from it.
+REFERENCE_LEARNING_RATE = 0.02
+REFERENCE_BATCH_SIZE = 16
+
+
+def scaled_learning_rate(batch_size: int) -> float:
+    """The default learning rate for ``batch_size``: the linear scaling rule (Goyal et al.
+    2017) from 0.02 at batch 16, the rate the seed's 0.02 was meant for.
+
+    Example:
+        >>> scaled_learning_rate(4), scaled_learning_rate(16)
+        (0.005, 0.02)
+    """
+    return REFERENCE_LEARNING_RATE * int(batch_size) / REFERENCE_BATCH_SIZE
+
 
 def default_num_threads() -> int:
     """All cores but one, so the notebook's UI thread keeps a core (at least 1).
@@ -179,11 +195,18 @@ class Hyperparameters:
     (``None``: sized to the machine, see :func:`annowidget.train.loader.auto_workers`; ``0``:
     in the training thread). ``precision`` is ``auto``, ``fp32``, ``bf16`` or ``fp16`` (see
     :mod:`annowidget.train.precision`; ``auto``: bf16 on a GPU that has it, else fp32).
+    ``learning_rate=None`` (the default) means :func:`scaled_learning_rate` of the batch size
+    (0.005 at batch 4); a copy made with :meth:`replace` and another batch size rescales it
+    unless a rate was given. ``grad_clip_norm`` caps the gradients' total norm at every step
+    (``0``: no clipping); with the warm-up it keeps the first steps of a fresh head from
+    blowing the loss up to NaN.
 
     Example:
         >>> hp = Hyperparameters(epochs=2, batch_size=2)
         >>> Hyperparameters.from_dict(hp.to_dict()) == hp
         True
+        >>> hp.learning_rate, hp.replace(batch_size=8).learning_rate
+        (0.0025, 0.01)
         >>> Hyperparameters(batch_size=0)
         Traceback (most recent call last):
         ...
@@ -201,10 +224,13 @@ class Hyperparameters:
     epochs: int = declare(
         12, label="epochs", help="Passes over the training images.", flag="--epochs"
     )
+    # None (the default) becomes the linear scaling rule's rate in __post_init__: always a
+    # float afterwards, so the form shows the number and the CLI takes one.
     learning_rate: float = declare(
-        0.02,
+        None,
         label="learning rate",
-        help="SGD step size: 0.02 for batch 16, scaled linearly (0.005 at batch 4).",
+        help="SGD step size: 0.02 for batch 16, scaled linearly (0.005 at batch 4); it follows "
+        "the batch size unless you give one.",
         flag="--lr",
     )
     gamma: float = declare(
@@ -305,8 +331,17 @@ class Hyperparameters:
         choices=PRECISIONS,
         advanced=True,
     )
+    grad_clip_norm: float = declare(
+        10.0,
+        label="gradient clipping",
+        help="Caps the gradients' total norm at every step (0: no clipping).",
+        flag="--grad-clip",
+        advanced=True,
+    )
 
     def __post_init__(self) -> None:
+        # Not a field: whether learning_rate came from the scaling rule (replace() rescales it).
+        self._scaled_lr = self.learning_rate is None
         for name in ("batch_size", "epochs", "gamma_epochs", "rois_per_image", "eval_period"):
             _positive_int(self, name)
         for name in ("image_size",):
@@ -322,9 +357,11 @@ class Hyperparameters:
             raise ValueError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
+        if self._scaled_lr:
+            self.learning_rate = scaled_learning_rate(self.batch_size)
         _positive_float(self, "learning_rate")
         _positive_float(self, "gamma")
-        for name in ("momentum", "weight_decay"):
+        for name in ("momentum", "weight_decay", "grad_clip_norm"):
             value = _finite_float(self, name)
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
@@ -342,7 +379,7 @@ class Hyperparameters:
 
         Example:
             >>> Hyperparameters().to_dict()["learning_rate"]
-            0.02
+            0.005
         """
         return dataclasses.asdict(self)
 
@@ -369,6 +406,8 @@ class Hyperparameters:
             >>> Hyperparameters().replace(epochs=1).epochs
             1
         """
+        if self._scaled_lr and "learning_rate" not in changes:
+            changes["learning_rate"] = None  # follow the new batch size
         return dataclasses.replace(self, **changes)
 
 

@@ -15,6 +15,7 @@ from annowidget.train.hyperparameters import (
     HyperparameterField,
     Hyperparameters,
     hyperparameter_fields,
+    scaled_learning_rate,
 )
 
 # Names of the fields shown up front and of those folded under "advanced", in form order.
@@ -77,9 +78,19 @@ class HyperparameterForm:
                 layout=widgets.Layout(align_items="center"),
             )
             (advanced if spec.advanced else main).append(row)
+        # the default rate follows the batch size (linear scaling) until someone types one
+        self.inputs["batch_size"].observe(self._rescale_learning_rate, names="value")
         self.advanced = widgets.Accordion([widgets.VBox(advanced)], selected_index=None)
         self.advanced.set_title(0, "advanced")
         self.box = widgets.VBox([*main, self.advanced])
+
+    def _rescale_learning_rate(self, change: dict[str, Any]) -> None:
+        rate = self.inputs["learning_rate"]
+        old, new = change["old"], change["new"]
+        if not (isinstance(old, int) and isinstance(new, int) and old > 0 and new > 0):
+            return  # a half-typed batch size: leave the rate alone
+        if abs(float(rate.value) - scaled_learning_rate(old)) < 1e-12:  # not typed over
+            rate.value = scaled_learning_rate(new)
 
     def _is_text(self, name: str) -> bool:
         return isinstance(self.inputs[name], widgets.Text)

@@ -25,7 +25,7 @@ from plotly.subplots import make_subplots
 
 from annowidget.models.registry import ModelRegistry, validate_model_name
 from annowidget.models.weights import hub_checkpoints_dir, offline_mode, weights_available
-from annowidget.models.zoo import TASKS, default_base_model, list_base_models
+from annowidget.models.zoo import TASKS, list_base_models
 from annowidget.store import Project
 from annowidget.train.events import FailedEvent, FinishedEvent, TrainingEvent
 from annowidget.train.hyperparameters import Hyperparameters
@@ -65,11 +65,12 @@ def next_model_name(project: Project, stem: str = "model") -> str:
     return f"{stem}-{n}"
 
 
-def base_model_options(task: str) -> list[tuple[str, str]]:
+def base_model_options(task: str, project: Project | None = None) -> list[tuple[str, str]]:
     """``(label, name)`` pairs for the base-model dropdown; the label says if the weights
     are on this machine (offline-ready) or need a download on first use. With
     ``ANNOWIDGET_OFFLINE=1`` a download is impossible: those models come last, marked
-    as unavailable with the reason (they still train from random weights).
+    as unavailable with the reason (they still train from random weights). With
+    ``project``, its finished and stopped models of ``task`` follow the zoo's (warm start).
 
     Example:
         >>> "keypointrcnn_mobilenet_v2_fpn" in dict(base_model_options("keypoints")).values()
@@ -82,7 +83,14 @@ def base_model_options(task: str) -> list[tuple[str, str]]:
             ready.append((f"{base.name}  (✓ offline)", base.name))
         else:
             download.append((f"{base.name}  ({missing})", base.name))
-    return ready + download  # what works here first
+    trained = []
+    if project is not None:
+        for entry in ModelRegistry(project).list(task):
+            card = entry.card
+            usable = card is not None and card.status in ("finished", "stopped")
+            if entry.kind == "trained" and entry.ready and card is not None and usable:
+                trained.append((f"{entry.name}  (trained here, {card.status})", entry.name))
+    return ready + download + trained  # what works here first
 
 
 class TrainingPanel(widgets.VBox):
@@ -138,9 +146,12 @@ class TrainingPanel(widgets.VBox):
             options=list(TASKS), value=task, description="task", style=style
         )
         self.base_model = widgets.Dropdown(
-            options=base_model_options(task), description="base model", style=style, layout=wide
+            options=base_model_options(task, project),
+            description="base model",
+            style=style,
+            layout=wide,
         )
-        self.base_model.value = base_model or default_base_model(task)
+        self.base_model.value = base_model or ModelRegistry(project).default_base(task)
         self.base_model_help = widgets.HTML()
         self.pretrained = widgets.Checkbox(
             value=pretrained,
@@ -226,13 +237,19 @@ class TrainingPanel(widgets.VBox):
     # ------------------------------------------------------------------ form -> engine
     def _on_task(self, change: dict[str, Any]) -> None:
         task = change["new"]
-        self.base_model.options = base_model_options(task)
-        self.base_model.value = default_base_model(task)
+        self.base_model.options = base_model_options(task, self.project)
+        self.base_model.value = ModelRegistry(self.project).default_base(task)
 
     def _describe_base_model(self) -> None:
         base = {m.name: m for m in list_base_models(self.task.value)}.get(self.base_model.value)
-        if base is None:
-            self.base_model_help.value = ""
+        if base is None:  # a trained model of the project: a warm start
+            name = self.base_model.value
+            self.base_model_help.value = (
+                f"<small style='color:#666'>warm start from {html.escape(str(name))}: its "
+                "weights, categories matched by name (new ones learn from scratch)</small>"
+                if name
+                else ""
+            )
             return
         color = "#666"
         if not self.pretrained.value:
