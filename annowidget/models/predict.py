@@ -49,6 +49,7 @@ class PredictionReport:
     predictions: int = 0
     dropped: int = 0  # detections of classes the project does not have
     failed: list[tuple[int, str]] = field(default_factory=list)  # (image id, why)
+    skipped: list[int] = field(default_factory=list)  # left alone: ``skip(id)`` said so
     per_category: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     stopped: bool = False
@@ -207,6 +208,7 @@ def predict_images(
     add_categories: bool = False,
     precision: str = "fp32",
     workers: int | None = None,
+    skip: Callable[[int], bool] | None = None,
 ) -> PredictionReport:
     """Pre-label images with ``model`` (a registry name, or ``(model, card)``).
 
@@ -216,6 +218,8 @@ def predict_images(
     case-insensitively) are left out, unless ``add_categories`` creates those categories.
     ``precision`` (``fp32``, ``bf16``, ``fp16`` or ``auto``) is the inference precision;
     ``workers`` the decoding threads (``None``: sized to the machine).
+    ``skip(image_id)`` is asked just before an image's predictions are written: ``True``
+    leaves that image as it is (someone opened it meanwhile, say).
 
     Example:
         >>> # report = predict_images(project, "raccoons-v1", unlabeled=True, threshold=0.3)
@@ -252,6 +256,9 @@ def predict_images(
             )
             outputs = _infer(net, [p for _, p in ready], label_map, threshold, sizes, autocast)
             for (image, _), (predictions, dropped) in zip(ready, outputs, strict=True):
+                if skip is not None and skip(image.id):
+                    report.skipped.append(image.id)
+                    continue
                 project.replace_predictions(image.id, predictions, source=source)
                 report.images += 1
                 report.predictions += len(predictions)
