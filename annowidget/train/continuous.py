@@ -489,7 +489,7 @@ class ContinuousTrainer:
     def _latest_model(self) -> tuple[str | None, int, float | None]:
         """The newest finished trained model of the task: name, round (0 if not this loop's),
         AP50."""
-        rounds = dict((name, n) for n, name in self._names())
+        rounds = {name: n for n, name in self._names()}
         for entry in self.registry.list(self.task):
             card = entry.card
             if entry.kind == "trained" and entry.ready and card and card.status == "finished":
