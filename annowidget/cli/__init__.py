@@ -3,7 +3,8 @@
 Each group of sub-commands lives in its own module of this package and registers itself
 here: :mod:`annowidget.cli.setup` (sample, weights), :mod:`annowidget.cli.data` (init,
 import, export, split, info), :mod:`annowidget.cli.models` (train, predict, evaluate,
-models) and :mod:`annowidget.cli.effort` (compare, effort). A handler raises
+models), :mod:`annowidget.cli.effort` (compare, effort) and :mod:`annowidget.cli.loop`
+(loop: continuous mode). A handler raises
 :class:`~annowidget.cli.errors.CommandError` for a reason the user can act on.
 
 Example:
@@ -17,11 +18,11 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from annowidget.cli import data, effort, models, setup
+from annowidget.cli import data, effort, loop, models, setup
 from annowidget.cli.errors import CommandError
 
 # The command groups, in the order `annowidget --help` lists them.
-COMMAND_GROUPS = (setup, data, models, effort)
+COMMAND_GROUPS = (setup, data, models, effort, loop)
 
 __all__ = ["COMMAND_GROUPS", "CommandError", "build_parser", "main"]
 

@@ -163,6 +163,7 @@ class ContinuousTrainer:
         self.poll_seconds = float(poll_seconds)
         self.registry = ModelRegistry(project)
         self.reports: list[RoundReport] = []
+        self.interrupted = False  # run() ended on Ctrl-C
         self.trainer: Any = None  # the running round's Trainer (its events feed a panel)
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -187,6 +188,7 @@ class ContinuousTrainer:
     def state(self) -> LoopState:
         """The current round, its AP50, reviews since the last model, and the phase."""
         with self._lock:
+            self._scan()
             return LoopState(
                 phase=self._phase,
                 round=self._round,
@@ -288,6 +290,7 @@ class ContinuousTrainer:
                 self._stop.wait(self.poll_seconds)
         except KeyboardInterrupt:
             self.stop()
+            self.interrupted = True
         finally:
             self._watching = False
         self._set_phase("stopped")
@@ -347,7 +350,13 @@ class ContinuousTrainer:
             trainer.start()
             if self._stop.is_set():
                 trainer.stop()
-            trainer.join()
+            try:
+                while not trainer.join(0.2):  # short waits: Ctrl-C gets through (run())
+                    pass
+            except KeyboardInterrupt:
+                self.stop()  # like Stop: the last completed epoch is kept
+                trainer.join()
+                self.interrupted = True
             card = trainer.card
             report.status, report.reason = trainer.status, trainer.reason
         except (ValueError, RuntimeError, OSError) as exc:
