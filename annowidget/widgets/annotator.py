@@ -137,6 +137,9 @@ class Annotator(anywidget.AnyWidget):
         self._retry_lock = threading.Lock()  # one retry runner at a time
         self._unsaved_reason = ""
         self._retry_timer: threading.Timer | None = None
+        #: picks the image Next opens (continuous mode's ranking); ``None``: the list order
+        self.next_order: Callable[[Image | None], int | None] | None = None
+        self._came_from: list[int] = []  # images left by a ranked Next: what Previous revisits
         self.on_msg(self._on_message)
         self.refresh_categories()
         self.refresh(keep_position=False)
@@ -259,18 +262,37 @@ class Annotator(anywidget.AnyWidget):
         self._show(self.project.image(image_id))
 
     def next(self) -> None:
-        """Show the next image of the filtered list (stays on the last one)."""
-        self._step(+1)
+        """Show the next image of the filtered list (stays on the last one), or the one
+        ``next_order`` picks when set."""
+        if not self._ranked_next():
+            self._step(+1)
 
     def previous(self) -> None:
-        """Show the previous image of the filtered list (stays on the first one)."""
+        """Show the previous image of the filtered list (stays on the first one); after a
+        ranked Next, the image it left."""
+        if self.next_order is not None and self._came_from:
+            self.goto(self._came_from.pop())
+            return
         self._step(-1)
+
+    def _ranked_next(self) -> bool:
+        if self.next_order is None:
+            return False
+        target = self.next_order(self._current)
+        if target is None:
+            return False
+        if self._current is not None:
+            self._came_from.append(self._current.id)
+        self.goto(target)
+        return True
 
     def next_unlabeled(self) -> bool:
         """Show the next image that still needs work (unlabeled or predicted), wrapping.
 
         Returns False (and stays) when every image of the list is reviewed.
         """
+        if self._ranked_next():
+            return True
         todo = {i.id for i in self.project.images(folder=self._filter()["folder"], status=_TODO)}
         start = self._index()
         n = len(self._ids)

@@ -13,7 +13,10 @@ It only wires them together over one project; each keeps its own logic:
 - the Effort tab re-reads the action log when it is shown, so each round's seconds per
   image and share of predictions accepted unchanged sit next to the training curves;
 - the header repeats the training progress (linked in the browser, no kernel round trip),
-  so a run can be watched from any tab.
+  so a run can be watched from any tab;
+- the auto-train bar (continuous mode) reads the Train tab's task, base model and
+  hyperparameters when switched on, never touches the image open in the Annotator, and
+  while on, the Annotator's Next follows the expected correction time.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import ipywidgets as widgets
 from annowidget.store import Image, Project
 from annowidget.train.hyperparameters import Hyperparameters
 from annowidget.widgets._project_events import subscribe
+from annowidget.widgets.auto_train import AutoTrainBar
 from annowidget.widgets.effort_panel import EffortPanel
 from annowidget.widgets.gallery import Gallery
 from annowidget.widgets.predict_panel import PredictPanel
@@ -74,6 +78,13 @@ class LabelingApp(widgets.VBox):
             interval=interval,
         )
         self.effort = EffortPanel(project, threshold=threshold)
+        self.auto_train = AutoTrainBar(
+            project,
+            self.annotator,
+            threshold=threshold,
+            settings=self._auto_train_settings,
+            interval=interval,
+        )
         self.tabs = widgets.Tab(
             [self.annotator, self.gallery, self.training, self.predict, self.effort]
         )
@@ -100,11 +111,12 @@ class LabelingApp(widgets.VBox):
         self.annotator.on_change(self._on_edit)
         self.predict.on_done(self._on_predicted)
         self.training.on_finished(lambda _event: self._update_summary())
+        self.auto_train.on_round(self._on_round)
         self.tabs.observe(self._on_tab, names="selected_index")
         # the header counts follow every saved edit, from this app or any other widget
         subscribe(project, "annotations", self._on_store_change)
         self._update_summary()
-        super().__init__([header, self.tabs])
+        super().__init__([header, self.auto_train, self.tabs])
 
     # ------------------------------------------------------------------ shared state
     @property
@@ -170,6 +182,22 @@ class LabelingApp(widgets.VBox):
         self.annotator.goto(target)
         self.annotator.reload()
         self.show("Label")
+
+    def _auto_train_settings(self) -> dict[str, Any]:
+        panel = self.training
+        return {
+            "task": panel.task.value,
+            "base_model": panel.base_model.value,
+            "hyperparameters": panel.hyperparameters(),
+            "pretrained": bool(panel.pretrained.value),
+            "test_folders": list(panel.test_folders.value) or ["test"],
+        }
+
+    def _on_round(self, _report: Any) -> None:
+        # new pre-labels on images the grid shows, a new model for the Predict tab
+        self._gallery_stale = True
+        self.predict.refresh_models()
+        self._update_summary()
 
     def _first_predicted(self) -> int | None:
         if self.predict.scope.value == "selected images":
