@@ -33,6 +33,7 @@ from annowidget.train.continuous import (
     LoopState,
     RoundReport,
 )
+from annowidget.widgets._project_events import publish
 from annowidget.widgets._throttle import Pump
 
 __all__ = ["ORDERS", "AutoTrainBar", "RankedNext"]
@@ -290,6 +291,8 @@ class AutoTrainBar(widgets.VBox):
         self._seen_rounds += len(fresh)
         for report in fresh:
             self.ranked_next.skipped.clear()  # new predictions: every image is ranked anew
+            if report.predicted:  # a Gallery (in any cell) redraws the new pre-labels
+                publish(self.project, "annotations", source=id(self))
             for callback in list(self._round_callbacks):
                 callback(report)
         return running
