@@ -9,21 +9,21 @@ import sys
 from pathlib import Path
 
 from annowidget import cli
-from annowidget.cli import data, effort, models, setup
+from annowidget.cli import data, effort, loop, models, setup
 from annowidget.cli.errors import CommandError
 
 PACKAGE = Path(cli.__file__).parent
 
 
 def test_every_group_module_is_listed_once_and_registers_its_commands() -> None:
-    assert (setup, data, models, effort) == cli.COMMAND_GROUPS
+    assert (setup, data, models, effort, loop) == cli.COMMAND_GROUPS
     modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__", "errors"}
     assert {g.__name__.rsplit(".", 1)[1] for g in cli.COMMAND_GROUPS} == modules
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     assert set(commands) == {
         "sample", "weights", "init", "import", "export", "split", "relocate", "info",
-        "train", "predict", "evaluate", "models", "compare", "effort",
+        "train", "predict", "evaluate", "models", "compare", "effort", "loop",
     }  # fmt: skip
 
 
