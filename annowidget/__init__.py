@@ -26,6 +26,7 @@ _EXPORTS = {
     "LabelingApp": "annowidget.widgets",
     "EffortPanel": "annowidget.widgets",
     "Trainer": "annowidget.train",
+    "ContinuousTrainer": "annowidget.train",
     "Hyperparameters": "annowidget.train",
     "ModelRegistry": "annowidget.models",
     "predict_images": "annowidget.models",

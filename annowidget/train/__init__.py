@@ -17,6 +17,7 @@ from annowidget.train.hyperparameters import Hyperparameters
 # Loaded on first use: importing torch costs seconds, the hyperparameters alone do not.
 _LAZY = {
     "Trainer": "annowidget.train.trainer",
+    "ContinuousTrainer": "annowidget.train.continuous",
     "SnapshotDataset": "annowidget.train.dataset",
     "DataError": "annowidget.train.dataset",
     "train_one_epoch": "annowidget.train.engine",
