@@ -307,9 +307,14 @@ class AutoTrainBar(widgets.VBox):
         if state is None or (not self.switch.value and state.phase in ("idle", "stopped")):
             return _line("off", "auto-train is off")
         ap50 = "n/a" if state.ap50 is None else f"{state.ap50:.3f}"
-        model = f" ({html.escape(state.model)})" if state.model else ""
+        if state.round:
+            current = f"round <b>{state.round}</b> ({html.escape(state.model or '')})"
+        elif state.model:  # a model trained outside the loop: round 1 will start from it
+            current = f"model <b>{html.escape(state.model)}</b>"
+        else:
+            current = "no model yet"
         parts = [
-            f"round <b>{state.round}</b>{model}",
+            current,
             f"AP50 <b>{ap50}</b>",
             f"<b>{state.until_next}</b> reviews until the next round",
             _PHASES.get(state.phase, state.phase),
