@@ -188,6 +188,18 @@ def test_pause_holds_rounds_and_stop_ends_the_thread(project: Project) -> None:
     assert "predicting" in states
 
 
+def test_no_round_starts_while_busy(project: Project) -> None:
+    busy = [True]  # the Train tab's own run, say
+    loop = _loop(project, budget=8, busy=lambda: busy[0])
+    assert loop.due
+    assert loop.step() is None
+    assert ModelRegistry(project).names("detection")[0] != "auto-1"
+    busy[0] = False
+    report = loop.step()
+    assert report is not None
+    assert report.model == "auto-1"
+
+
 def test_bad_settings_are_refused_by_name(project: Project) -> None:
     with pytest.raises(ValueError, match="every must be a positive integer"):
         ContinuousTrainer(project, every=0)

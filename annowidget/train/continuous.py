@@ -119,7 +119,8 @@ class ContinuousTrainer:
     at least 1). ``hyperparameters`` are the rest of a round's settings (epochs and evaluation
     period are set from the budget). ``base_model`` is the first round's base when the project
     has no trained model of the task yet; later rounds start from the latest model.
-    ``editing`` returns the id of the image open in the editor (never overwritten).
+    ``editing`` returns the id of the image open in the editor (never overwritten); while
+    ``busy()`` is true (the Train tab's own run, say) no round starts.
     Models are named ``<prefix>-<round>``.
 
     Example:
@@ -142,6 +143,7 @@ class ContinuousTrainer:
         prefix: str = "auto",
         pretrained: bool = True,
         poll_seconds: float = 1.0,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         self.project = project
         self.every = _positive("every", every)
@@ -156,6 +158,7 @@ class ContinuousTrainer:
             raise ValueError(f"threshold must be between 0 and 1, got {threshold!r}")
         self.threshold = float(threshold)
         self.editing = editing or (lambda: None)
+        self.busy = busy or (lambda: False)
         self.prefix = prefix
         self.pretrained = bool(pretrained)
         if poll_seconds <= 0:
@@ -298,7 +301,7 @@ class ContinuousTrainer:
 
     def step(self) -> RoundReport | None:
         """Run one round now if one is due and the loop is not paused (blocking)."""
-        if self._paused or self._stop.is_set() or not self.due:
+        if self._paused or self._stop.is_set() or self.busy() or not self.due:
             return None
         return self.run_round()
 

@@ -191,6 +191,8 @@ class LabelingApp(widgets.VBox):
             "hyperparameters": panel.hyperparameters(),
             "pretrained": bool(panel.pretrained.value),
             "test_folders": list(panel.test_folders.value) or ["test"],
+            # no round while the Train tab's own run uses the cores
+            "busy": lambda: panel.trainer is not None and panel.trainer.running,
         }
 
     def _on_round(self, _report: Any) -> None:
