@@ -24,7 +24,7 @@ from annowidget.cli.models import (
     add_hyperparameter_flags,
     hyperparameters_from_args,
 )
-from annowidget.models._tasks import TASKS
+from annowidget.models.tasks import TASKS
 from annowidget.store import Project
 
 
