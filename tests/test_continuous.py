@@ -17,7 +17,7 @@ import annowidget
 from annowidget.models import ModelRegistry
 from annowidget.sample import sample_annotations
 from annowidget.store import Annotation, Project
-from annowidget.train import Hyperparameters
+from annowidget.train import Hyperparameters, Trainer
 from annowidget.train.continuous import ContinuousTrainer, LoopState
 
 BASE = "ssdlite320_mobilenet_v3_large"  # 2M parameters: a round takes seconds
@@ -97,6 +97,8 @@ def test_reviewing_k_images_starts_a_round_that_repredicts_only_untouched_images
     assert first.epochs == 1
     assert first.ap50 is not None
     assert first.predicted == len(unlabeled)
+    assert first.base == BASE  # no trained model yet: the given base
+    assert ModelRegistry(project).card("auto-1").parent is None
     assert all(_predicted_by(project, i) == [SOURCE.format("auto-1")] for i in unlabeled)
     assert loop.state == LoopState(
         phase="idle",
@@ -136,7 +138,13 @@ def test_reviewing_k_images_starts_a_round_that_repredicts_only_untouched_images
     assert second.images == 24 + EVERY  # the reviewed unlabeled images trained too
     assert second.predicted == len(untouched)
     assert second.kept == [open_one]
-    assert ModelRegistry(project).card("auto-2").train_folders == ["train", "unlabeled"]
+    card = ModelRegistry(project).card("auto-2")
+    assert card.train_folders == ["train", "unlabeled"]
+    # a warm start: round 2 began from round 1's weights, and its card says so
+    assert second.base == "auto-1"
+    assert card.parent == "auto-1"
+    assert card.base_model == BASE
+    assert any(note.startswith("started from model auto-1") for note in card.notes)
     for image_id in untouched:
         assert _predicted_by(project, image_id) == [SOURCE.format(m) for m in ("auto-1", "auto-2")]
         assert all(a.source == SOURCE.format("auto-2") for a in _rows(project, image_id))
@@ -146,6 +154,21 @@ def test_reviewing_k_images_starts_a_round_that_repredicts_only_untouched_images
     assert loop.state.round == 2
     assert loop.state.reviews == 0
     assert [r.model for r in loop.reports] == ["auto-1", "auto-2"]
+
+
+def test_a_model_trained_before_the_loop_is_where_it_starts_from(project: Project) -> None:
+    Trainer(project, "m1", base_model=BASE, pretrained=False, hyperparameters=_hp()).run()
+    loop = _loop(project)
+    # the reviewed images predate m1: none counts, and m1 is the current model
+    assert loop.state.model == "m1"
+    assert loop.state.round == 0
+    assert loop.state.reviews == 0
+    for image in project.images(folder="unlabeled")[:EVERY]:
+        _review(project, image.id)
+    report = loop.step()
+    assert report is not None
+    assert (report.model, report.base, report.status) == ("auto-1", "m1", "finished")
+    assert ModelRegistry(project).card("auto-1").parent == "m1"
 
 
 def test_an_image_opened_while_the_round_predicts_is_left_alone(project: Project) -> None:

@@ -4,7 +4,8 @@ Whenever ``every`` images have been reviewed since the last model, a *round* run
 background:
 
 1. a short fine-tune (a budget of image-steps: ``budget`` images seen in all, at least one
-   epoch) starts from the latest model of the task (warm start), on every reviewed image
+   epoch) starts from the latest finished model of the task (a warm start: its weights,
+   categories matched by name; the card names it as the parent), on every reviewed image
    outside the test folders, and is scored once at the end on the test folders (AP50);
 2. the new model re-predicts the images still to review that nobody has touched, swapping
    their dashed pre-labels in place (``Project.replace_predictions``).
@@ -36,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from annowidget.models.catalog import BASE_MODELS
 from annowidget.models.registry import ModelRegistry
 from annowidget.store import Project
 from annowidget.train.hyperparameters import Hyperparameters
@@ -491,22 +493,18 @@ class ContinuousTrainer:
 
     def _base(self) -> tuple[str | None, bool]:
         """The round's base and whether it is a trained model (a warm start): the latest
-        finished model of the task, else ``base_model``."""
-        # Warm start needs Trainer(base_model=<trained model>) (issue 11 item 1).
-        if not hasattr(self.registry, "default_base"):
-            return self.base_model, False
+        finished model of the task, else ``base_model`` (the first round's)."""
         latest = self._latest_model()[0]
         return (latest, True) if latest else (self.base_model, False)
 
     def _latest_model(self) -> tuple[str | None, int, float | None]:
-        """The newest finished trained model of the task: name, round (0 if not this loop's),
-        AP50."""
-        rounds = {name: n for n, name in self._names()}
-        for entry in self.registry.list(self.task):
-            card = entry.card
-            if entry.kind == "trained" and entry.ready and card and card.status == "finished":
-                return entry.name, rounds.get(entry.name, 0), _ap50(card.metrics)
-        return None, 0, None
+        """The model a new run starts from (the registry's rule: the newest finished trained
+        model of the task): name, round (0 if not this loop's) and AP50; ``None`` if none."""
+        name = self.registry.default_base(self.task)
+        if name in BASE_MODELS:
+            return None, 0, None
+        rounds = {model: n for n, model in self._names()}
+        return name, rounds.get(name, 0), _ap50(self.registry.card(name).metrics)
 
     def _action_before(self, model: str | None) -> int:
         """The last action-log entry written before ``model`` was made (0 without one)."""

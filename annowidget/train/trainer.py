@@ -387,7 +387,9 @@ class Trainer:
         model = zoo.build_model(
             self.base_model,
             self.card.num_classes,
-            pretrained=self.pretrained,
+            # a warm start is built like its parent (its config's "pretrained"): a parent
+            # trained from scratch needs no pretrained weights on this machine
+            pretrained=bool(self.card.model_config.get("pretrained", self.pretrained)),
             **build_kwargs(self.card),
         )
         if self.parent is not None:
