@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# The throwaway PostgreSQL cluster and the two-backend ``backend_db`` (a uniquely named
+# module: tests/ is on sys.path, so plain names could clash).
+from annowidget_postgres_cluster import postgres_db, postgres_dsn
+
 # paths relative to this folder; pytest still loads both files as conftests
 collect_ignore = ["conftest.py", "browser/conftest.py"]
 
