@@ -155,3 +155,14 @@ def create_database(dsn: str, name: str) -> str:
 def postgres_db(postgres_dsn: str) -> str:
     """The DSN of a fresh, empty database for one test."""
     return create_database(postgres_dsn, f"t{os.getpid()}_{next(_counter)}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_db(request: pytest.FixtureRequest) -> str | None:
+    """``db`` for ``Project.create``: None (SQLite) or a fresh PostgreSQL database's DSN.
+
+    A ``project`` fixture built on it runs every test of its module on both backends.
+    """
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_db")

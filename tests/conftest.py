@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-# The throwaway PostgreSQL cluster and the two-backend ``backend_db`` (a uniquely named
-# module: tests/ is on sys.path, so plain names could clash).
-from annowidget_postgres_cluster import postgres_db, postgres_dsn
+# The throwaway PostgreSQL cluster and the two-backend ``backend_db``, from a uniquely named
+# module (tests/ is on sys.path: a plain name could clash with another package's module).
+from annowidget_postgres_cluster import backend_db, postgres_db, postgres_dsn  # noqa: F401
 
 # paths relative to this folder; pytest still loads both files as conftests
 collect_ignore = ["conftest.py", "browser/conftest.py"]

@@ -78,15 +78,13 @@ BEGIN SELECT RAISE(ABORT, 'the action log is append-only'); END;
 def configure(connection: sqlite3.Connection) -> None:
     """Apply the pragmas every connection to a project database needs.
 
-        WAL lets readers (the UI, a training thread, another process) see a consistent snapshot
-        while one writer commits. synchronous=NORMAL in WAL mode survives a killed process (the
-        kernel dying); only an OS crash or power loss can drop the last commits.
+    WAL lets readers (the UI, a training thread, another process) see a consistent snapshot
+    while one writer commits. synchronous=NORMAL in WAL mode survives a killed process (the
+    kernel dying); only an OS crash or power loss can drop the last commits.
 
-        Example:
-            >>> import sqlite3
-    import time
-    from pathlib import Path
-            >>> configure(sqlite3.connect(":memory:"))
+    Example:
+        >>> import sqlite3
+        >>> configure(sqlite3.connect(":memory:"))
     """
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
@@ -115,3 +113,34 @@ def create(path: Path, *, images_root: str) -> None:
         )
     finally:
         connection.close()
+
+
+def create_postgres(dsn: str, *, images_root: str) -> None:
+    """Create the project's tables in the (empty) PostgreSQL database of ``dsn``.
+
+    Refuses a database that already holds a project: two folders must not share one
+    database by accident (participants open the one shared project folder instead).
+    """
+    import psycopg
+
+    from annowidget.store import _dialect
+    from annowidget.store._postgres import describe
+    from annowidget.store.errors import ProjectError
+
+    try:
+        with psycopg.connect(dsn, autocommit=True) as connection, connection.transaction():
+            exists = connection.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
+            if exists and exists[0]:
+                raise ProjectError(f"{describe(dsn)}: this database already holds a project")
+            connection.execute(_dialect.postgres_schema(SCHEMA))
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO meta (key, value) VALUES (%s, %s)",
+                    [
+                        ("schema_version", str(SCHEMA_VERSION)),
+                        ("images_root", images_root),
+                        ("created", str(time.time())),
+                    ],
+                )
+    except psycopg.Error as exc:
+        raise ProjectError(f"{describe(dsn)}: cannot create the project there ({exc})") from None

@@ -70,8 +70,16 @@ def insert_images(
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
+    # Read back rather than count on: a PostgreSQL sequence may skip values (a rolled-back
+    # insert); the write transaction keeps every other writer out meanwhile.
+    ids = [
+        int(row[0])
+        for row in connection.execute(
+            "SELECT id FROM images WHERE id > ? ORDER BY id", (first,)
+        ).fetchall()
+    ]
     log(connection, action, payload={"images": len(rows)})
-    return list(range(first + 1, first + 1 + len(rows)))
+    return ids
 
 
 def import_all(

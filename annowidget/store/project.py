@@ -7,6 +7,7 @@ killed kernel keeps every edit the UI showed as saved. The annotation write path
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 
 from annowidget.store import _schema, annotations, categories, imports, queries, splits
 from annowidget.store._connection import Connections
+from annowidget.store._postgres import PostgresConnections, describe
 from annowidget.store.annotations import check_status
 from annowidget.store.categories import category_name
 from annowidget.store.errors import ChangedElsewhereError, ProjectError
@@ -29,9 +31,20 @@ from annowidget.store.records import (
     Snapshot,
 )
 
-__all__ = ["DB_NAME", "ChangedElsewhereError", "Project", "ProjectError", "image_filter"]
+__all__ = [
+    "DB_NAME",
+    "POINTER_NAME",
+    "ChangedElsewhereError",
+    "Project",
+    "ProjectError",
+    "image_filter",
+]
 
 DB_NAME = "project.sqlite"
+POINTER_NAME = "project.json"
+"""A project on a PostgreSQL server keeps only this pointer (``{"db": DSN}``) and ``models/``
+in its folder. The DSN is stored as given: leave the password out of it and let libpq find
+it (``PGPASSWORD`` or ``~/.pgpass``) to keep it out of the shared folder."""
 SPLIT_FOLDERS = ("unlabeled", "train", "test")
 """Folders ``split`` manages by default; any other folder (``holdout``...) is left alone."""
 _IMPORT_BUDGET_S = 0.5  # longest an import holds the write lock before letting others in
@@ -42,8 +55,21 @@ def _stored_images_root(root: Path, images: Path) -> str:
     return os.path.relpath(images, root) if images.is_relative_to(root) else str(images)
 
 
+def _read_pointer(pointer: Path) -> str:
+    try:
+        dsn = json.loads(pointer.read_text(encoding="utf-8"))["db"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ProjectError(f"{pointer}: not a readable project pointer ({exc})") from None
+    if not isinstance(dsn, str) or not dsn.startswith(("postgresql://", "postgres://")):
+        raise ProjectError(f"{pointer}: field 'db' must be a postgresql:// address")
+    return dsn
+
+
 class Project:
     """A labeling project stored in one directory: ``project.sqlite`` plus ``models/``.
+
+    Or, for a team, on a PostgreSQL server: the directory then holds ``project.json``
+    (the server's address) and ``models/``, on a path every participant can read.
 
     Example:
         >>> import tempfile, pathlib
@@ -57,9 +83,18 @@ class Project:
         self.root = Path(root).absolute()
         self.db_path = self.root / DB_NAME
         self.readonly = readonly
-        if not self.db_path.is_file():
+        self.dsn: str | None = None
+        pointer = self.root / POINTER_NAME
+        if pointer.is_file():
+            self.dsn = _read_pointer(pointer)
+            self.db_path = pointer
+            self._connections: Connections | PostgresConnections = PostgresConnections(
+                self.dsn, readonly=readonly
+            )
+        elif not self.db_path.is_file():
             raise ProjectError(f"{self.root}: not an annowidget project (no {DB_NAME})")
-        self._connections = Connections(self.db_path, readonly=readonly)
+        else:
+            self._connections = Connections(self.db_path, readonly=readonly)
         try:
             stored_root = self._meta("images_root")
         except sqlite3.DatabaseError as exc:
@@ -71,15 +106,29 @@ class Project:
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
-    def create(cls, path: str | os.PathLike[str], images_root: str | os.PathLike[str]) -> Project:
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        images_root: str | os.PathLike[str],
+        *,
+        db: str | None = None,
+    ) -> Project:
         """Create a new project directory whose images live under ``images_root``.
 
         The images root is stored relative to the project when it is inside it, absolute
         otherwise, so a project folder that holds its own images can be moved as a whole.
+        ``db`` (``postgresql://user@host/database``, an empty database) puts the project
+        on a PostgreSQL server; without it the project is one SQLite file in the folder.
+
+        Example:
+            >>> # Project.create("/shared/raccoons", "/shared/images",
+            >>> #                db="postgresql://annowidget@db.lan/raccoons")
         """
         root = Path(path).absolute()
-        if (root / DB_NAME).exists():
+        if (root / DB_NAME).exists() or (root / POINTER_NAME).exists():
             raise ProjectError(f"{root}: a project already exists here")
+        if db is not None and not str(db).startswith(("postgresql://", "postgres://")):
+            raise ProjectError(f"--db {db!r}: expected a postgresql://user@host/database address")
         images = Path(images_root).absolute()
         if not images.is_dir():
             raise ProjectError(f"{images}: the images root is not a directory")
@@ -87,8 +136,17 @@ class Project:
         (root / "models").mkdir(exist_ok=True)
         (root / "cache").mkdir(exist_ok=True)
         stored = _stored_images_root(root, images)
-        _schema.create(root / DB_NAME, images_root=stored)
+        if db is None:
+            _schema.create(root / DB_NAME, images_root=stored)
+        else:
+            _schema.create_postgres(db, images_root=stored)
+            (root / POINTER_NAME).write_text(json.dumps({"db": db}) + "\n", encoding="utf-8")
         return cls(root)
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return "sqlite" if self.dsn is None else "postgresql"
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> Project:
@@ -591,4 +649,10 @@ class Project:
                 counts = queries.counts(connection)
         except sqlite3.DatabaseError as exc:
             raise self._connections.broken(exc) from None
-        return {"project": str(self.root), "images_root": str(self.images_root), **counts}
+        where = {} if self.dsn is None else {"db": describe(self.dsn)}
+        return {
+            "project": str(self.root),
+            "images_root": str(self.images_root),
+            **where,
+            **counts,
+        }
