@@ -1,0 +1,129 @@
+"""A project on a real PostgreSQL server: formats, training snapshots and the CLI on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from annowidget.formats.coco import export_coco, import_coco
+from annowidget.sample import SAMPLE_DIR, sample_project
+from annowidget.store import Project, ProjectError
+from annowidget.train.dataset import SnapshotDataset
+
+
+def _raccoons(root: Path, db: str | None) -> Project:
+    images = root / "images"
+    images.mkdir(parents=True)
+    for entry in json.loads((SAMPLE_DIR / "annotations.json").read_text())["images"]:
+        (images / entry["file_name"]).write_bytes(
+            (SAMPLE_DIR / "images" / entry["file_name"]).read_bytes()
+        )
+    project = Project.create(root / "proj", images_root=images, db=db)
+    import_coco(project, SAMPLE_DIR / "annotations.json", folder="train")
+    project.split(0.8, seed=1, source_folders=["train"])
+    return project
+
+
+def _untimed(item: tuple) -> tuple:
+    image, annotations = item
+    return image, [replace(a, created_at=0, updated_at=0) for a in annotations]
+
+
+def test_coco_import_and_export_on_postgresql_equal_sqlite(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    with _raccoons(tmp_path / "lite", None) as lite, _raccoons(tmp_path / "pg", postgres_db) as pg:
+        assert pg.backend == "postgresql"
+        assert lite.backend == "sqlite"
+        counts = [export_coco(p, tmp_path / f"{p.backend}.json") for p in (lite, pg)]
+        assert counts[0] == counts[1] == {"images": 40, "annotations": 43, "categories": 1}
+        exported = [
+            json.loads((tmp_path / f"{b}.json").read_text()) for b in ("sqlite", "postgresql")
+        ]
+        assert exported[0] == exported[1]
+        same = {"project": "", "db": "", "images_root": ""}
+        assert pg.info() | same == lite.info() | same
+        # a training snapshot reads the same items, and the dataset decodes them
+        snapshots = [p.snapshot("train") for p in (lite, pg)]
+        assert [_untimed(s) for s in snapshots[0].items] == [
+            _untimed(s) for s in snapshots[1].items
+        ]
+        assert snapshots[0].categories == snapshots[1].categories
+        assert snapshots[1].num_annotations > 0
+        torch.set_num_threads(1)
+        dataset = SnapshotDataset.from_snapshot(pg, snapshots[1], image_size=64)
+        image, target = dataset[0]
+        assert image.shape[0] == 3
+        assert len(target["boxes"]) >= 1
+
+
+def test_the_sample_project_on_postgresql_reopens_with_its_edits(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    project = sample_project(tmp_path / "sample", db=postgres_db)
+    image = project.images(folder="unlabeled")[0]
+    box = project.add_annotation(image.id, project.category("raccoon").id, [1, 2, 30, 40])
+    project.close()
+    with sample_project(tmp_path / "sample") as reopened:
+        assert reopened.backend == "postgresql"
+        assert reopened.annotation(box.id).bbox == (1, 2, 30, 40)
+        assert reopened.count_images() == 40
+        assert [a.action for a in reopened.actions()][-1] == "add"
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "annowidget.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_cli_init_on_postgresql_from_the_flag_or_the_environment(
+    tmp_path: Path, postgres_dsn: str, postgres_db: str
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    done = _cli("init", str(tmp_path / "a"), "--images", str(images), "--db", postgres_db)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "a" / "project.json").read_text()) == {"db": postgres_db}
+    assert not (tmp_path / "a" / "project.sqlite").exists()
+    info = _cli("info", str(tmp_path / "a"), "--json")
+    assert json.loads(info.stdout)["db"] == postgres_db
+    # the same database twice: refused, naming it
+    again = _cli("init", str(tmp_path / "b"), "--images", str(images), "--db", postgres_db)
+    assert again.returncode == 1
+    assert "already holds a project" in again.stderr
+    # ANNOWIDGET_DB when no --db is given
+    from annowidget_postgres_cluster import create_database
+
+    other = create_database(postgres_dsn, "from_env")
+    by_env = _cli(
+        "init", str(tmp_path / "c"), "--images", str(images), env={"ANNOWIDGET_DB": other}
+    )
+    assert by_env.returncode == 0, by_env.stderr
+    assert json.loads((tmp_path / "c" / "project.json").read_text()) == {"db": other}
+
+
+def test_a_bad_pointer_or_an_unreachable_server_is_a_one_line_error(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "project.json").write_text('{"db": "mysql://x"}')
+    with pytest.raises(ProjectError, match=r"project\.json: field 'db'"):
+        Project.open(root)
+    (root / "project.json").write_text("{")
+    with pytest.raises(ProjectError, match=r"project\.json: not a readable project pointer"):
+        Project.open(root)
+    (root / "project.json").write_text('{"db": "postgresql://u:secret@127.0.0.1:1/x"}')
+    with pytest.raises(ProjectError, match=r"cannot connect") as caught:
+        Project.open(root)
+    assert "secret" not in str(caught.value)
