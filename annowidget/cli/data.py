@@ -1,5 +1,5 @@
-"""CLI commands on a project's data: ``init``, ``import``, ``export``, ``split``, ``relocate``
-and ``info``.
+"""CLI commands on a project's data: ``init``, ``migrate``, ``import``, ``export``,
+``split``, ``relocate`` and ``info``.
 
 Each handler calls the same functions a notebook calls (``annowidget.formats``,
 ``annowidget.store``) and prints what it did; errors become one line through
@@ -44,6 +44,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: $ANNOWIDGET_DB, else one SQLite file in the project folder)",
     )
     init.set_defaults(handler=_init)
+    migrate = subparsers.add_parser(
+        "migrate", help="move a project's data to PostgreSQL or back to SQLite, exactly"
+    )
+    migrate.add_argument("project", help="project directory")
+    migrate.add_argument(
+        "--to",
+        required=True,
+        metavar="TARGET",
+        help="'sqlite', or postgresql://user@host/database (an empty database)",
+    )
+    migrate.set_defaults(handler=_migrate)
 
     imp = subparsers.add_parser("import", help="import a dataset or a folder of images")
     imp.add_argument("project")
@@ -122,6 +133,15 @@ def _init(args: argparse.Namespace) -> int:
         where = "" if project.dsn is None else f", data on {describe(project.dsn)}"
         print(f"created project {project.root} (images under {project.images_root}{where})")
     print(f"next: annowidget import {args.project} --format images {args.images}")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from annowidget.store.migrate import migrate
+
+    counts = migrate(args.project, args.to)
+    target = "SQLite" if args.to == "sqlite" else describe(args.to)
+    print(f"moved {args.project} to {target}: " + _pairs(counts))
     return 0
 
 

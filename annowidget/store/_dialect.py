@@ -114,3 +114,52 @@ def as_sqlite_error(exc: Exception) -> sqlite3.Error:
     if isinstance(exc, psycopg.ProgrammingError):
         return sqlite3.ProgrammingError(message)
     return sqlite3.DatabaseError(message)
+
+
+def id_high_water(connection: object, backend: str, table: str) -> int:
+    """The highest id ``table`` ever handed out (deleted rows included), so that a copy
+    keeps "an annotation id is never reused" true.
+
+    Example:
+        >>> import sqlite3
+        >>> db = sqlite3.connect(":memory:")
+        >>> _ = db.execute("CREATE TABLE annotations (id INTEGER PRIMARY KEY AUTOINCREMENT)")
+        >>> _ = db.executemany("INSERT INTO annotations (id) VALUES (?)", [(1,), (2,)])
+        >>> _ = db.execute("DELETE FROM annotations WHERE id = 2")
+        >>> id_high_water(db, "sqlite", "annotations")
+        2
+    """
+    if backend == "sqlite":
+        try:
+            row = connection.execute(  # type: ignore[attr-defined]
+                "SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)
+            ).fetchone()
+        except sqlite3.OperationalError:  # no AUTOINCREMENT table has been written yet
+            row = None
+        top = connection.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()  # type: ignore[attr-defined]
+        return max(int(row[0]) if row else 0, int(top[0]))
+    row = connection.execute(  # type: ignore[attr-defined]
+        f"SELECT last_value, is_called FROM {_sequence(table)}"
+    ).fetchone()
+    return int(row[0]) if row and row[1] else 0
+
+
+def set_id_high_water(connection: object, backend: str, table: str, value: int) -> None:
+    """Make the next id ``table`` hands out ``value + 1`` (after a copy with explicit ids)."""
+    if value <= 0:
+        return
+    if backend == "sqlite":
+        if table != "annotations":
+            return  # plain INTEGER PRIMARY KEY tables continue from MAX(id) by themselves
+        connection.execute("DELETE FROM sqlite_sequence WHERE name = ?", (table,))  # type: ignore[attr-defined]
+        connection.execute(  # type: ignore[attr-defined]
+            "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, value)
+        )
+        return
+    connection.execute(f"SELECT setval('{_sequence(table)}', ?, true)", (value,))  # type: ignore[attr-defined]
+
+
+def _sequence(table: str) -> str:
+    if table not in _ID_TABLES:
+        raise ValueError(f"{table}: not a table with an id")
+    return f"{table}_id_seq"
