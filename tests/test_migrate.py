@@ -18,7 +18,8 @@ from annowidget.store.migrate import TABLES, migrate, table_rows
 
 
 def _busy_sample(root: Path) -> Project:
-    """The sample with every kind of row: predictions, edits, deletions, a split, a model."""
+    """The sample with every kind of row: predictions, edits, deletions, a split, an author,
+    a lease and a trained model's card."""
     project = sample_project(root)
     raccoon = project.category("raccoon")
     project.add_category("person", keypoints=["nose", "eye"], skeleton=[[1, 2]])
@@ -31,7 +32,9 @@ def _busy_sample(root: Path) -> Project:
     last = project.add_annotation(image.id, raccoon.id, [0, 0, 1, 1])
     project.delete_annotation(last.id)  # the highest id is gone; it must never come back
     project.set_status(image.id, "reviewed", duration=3.0)
+    project.user = "ana"
     project.log_action("view", image_id=image.id, duration=0.25, payload={"note": "é ✓"})
+    assert project.lease(project.images(folder="unlabeled")[1].id, seconds=3600)
     card = ModelCard(
         name="raccoons-v1",
         task="detection",

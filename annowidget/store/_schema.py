@@ -64,9 +64,17 @@ CREATE TABLE IF NOT EXISTS actions (
     image_id      INTEGER,
     annotation_id INTEGER,
     duration      REAL,
-    payload       TEXT NOT NULL DEFAULT '{}'
+    payload       TEXT NOT NULL DEFAULT '{}',
+    author        TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS actions_image ON actions (image_id);
+-- An image being labeled is leased to its annotator until ``expires`` (a Unix time): the
+-- next unlabeled image handed to someone else skips it; a quiet annotator's lease runs out.
+CREATE TABLE IF NOT EXISTS leases (
+    image_id INTEGER PRIMARY KEY REFERENCES images (id) ON DELETE CASCADE,
+    author   TEXT NOT NULL,
+    expires  REAL NOT NULL
+);
 -- The action log is append-only: history that feeds undo and effort metrics must not be rewritten.
 CREATE TRIGGER IF NOT EXISTS actions_no_update BEFORE UPDATE ON actions
 BEGIN SELECT RAISE(ABORT, 'the action log is append-only'); END;
@@ -90,6 +98,24 @@ def configure(connection: sqlite3.Connection) -> None:
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute("PRAGMA busy_timeout=10000")
+
+
+def upgrade(connection: sqlite3.Connection) -> None:
+    """Bring a SQLite project made by an earlier version up to this schema (idempotent).
+
+    Example:
+        >>> import sqlite3
+        >>> db = sqlite3.connect(":memory:")
+        >>> old = SCHEMA.replace("payload       TEXT NOT NULL DEFAULT '{}',", "payload TEXT")
+        >>> _ = db.executescript(old.replace("    author        TEXT NOT NULL DEFAULT ''", ""))
+        >>> upgrade(db)
+        >>> "author" in [row[1] for row in db.execute("PRAGMA table_info(actions)")]
+        True
+    """
+    columns = [row[1] for row in connection.execute("PRAGMA table_info(actions)")]
+    if "author" not in columns:
+        connection.execute("ALTER TABLE actions ADD COLUMN author TEXT NOT NULL DEFAULT ''")
+    connection.executescript(SCHEMA)  # new tables only: every statement is IF NOT EXISTS
 
 
 def create(path: Path, *, images_root: str) -> None:

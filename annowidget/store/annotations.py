@@ -15,6 +15,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from annowidget.store.errors import ChangedElsewhereError, ProjectError
@@ -35,6 +36,11 @@ _UPDATE_SQL = (
 # what "unchanged" compares: timestamps differ between a log payload and the row
 _COMPARED = ("image_id", "category_id", "bbox", "segmentation", "keypoints", "iscrowd", "area")
 _COMPARED += ("score", "is_prediction")
+
+
+AUTHOR: ContextVar[str] = ContextVar("annowidget_author", default="")
+"""Who the write transaction in progress (in this thread) acts for: :meth:`Project.write`
+sets it to :attr:`Project.user`, and every log row records it."""
 
 
 def now() -> float:
@@ -135,12 +141,22 @@ def log(
     duration: float | None = None,
     payload: dict[str, Any] | None = None,
 ) -> int:
-    """Append one entry to the action log; its id."""
+    """Append one entry to the action log, signed with :data:`AUTHOR`; its id.
+
+    An entry about an image its author holds a lease on renews the lease: a lease runs out
+    only when its annotator goes quiet.
+    """
+    author = AUTHOR.get()
+    stamp = now()
     cursor = connection.execute(
-        "INSERT INTO actions (ts, action, image_id, annotation_id, duration, payload) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (now(), action, image_id, annotation_id, duration, json.dumps(payload or {})),
+        "INSERT INTO actions (ts, action, image_id, annotation_id, duration, payload, author) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (stamp, action, image_id, annotation_id, duration, json.dumps(payload or {}), author),
     )
+    if image_id is not None:
+        from annowidget.store import leases
+
+        leases.renew(connection, image_id, author, stamp)
     return int(cursor.lastrowid)
 
 

@@ -23,9 +23,9 @@ from annowidget.store._postgres import PostgresConnections, describe
 from annowidget.store.errors import ProjectError
 from annowidget.store.project import DB_NAME, POINTER_NAME, Project
 
-TABLES = ("meta", "categories", "images", "annotations", "actions")
+TABLES = ("meta", "categories", "images", "annotations", "actions", "leases")
 """Every table of a project, parents before children (foreign keys hold while copying)."""
-_ORDER = {"meta": "key"}
+_ORDER = {"meta": "key", "leases": "image_id"}
 _BATCH = 5000
 
 
@@ -106,7 +106,7 @@ def _copy(reading: Any, target: Any, kind: str, high: int) -> dict[str, int]:
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         for start in range(0, len(rows), _BATCH):
             target.executemany(sql, [tuple(row) for row in rows[start : start + _BATCH]])
-        if table != "meta":
+        if table not in ("meta", "leases"):
             top = int(rows[-1][0])
             set_to = max(high, top) if table == "annotations" else top
             _dialect.set_id_high_water(target, kind, table, set_to)

@@ -7,6 +7,7 @@ killed kernel keeps every edit the UI showed as saved. The annotation write path
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sqlite3
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from annowidget.store import _schema, annotations, categories, imports, queries, splits
+from annowidget.store import _schema, annotations, categories, imports, leases, queries, splits
 from annowidget.store._connection import Connections
 from annowidget.store._postgres import PostgresConnections, describe
 from annowidget.store.annotations import check_status
@@ -53,6 +54,22 @@ _IMPORT_BUDGET_S = 0.5  # longest an import holds the write lock before letting 
 def _stored_images_root(root: Path, images: Path) -> str:
     # Relative when inside the project, so a project that holds its images moves as a whole.
     return os.path.relpath(images, root) if images.is_relative_to(root) else str(images)
+
+
+def default_user() -> str:
+    """Who edits: ``$ANNOWIDGET_USER``, else the login name (``"unknown"`` if there is none).
+
+    Example:
+        >>> isinstance(default_user(), str)
+        True
+    """
+    name = os.environ.get("ANNOWIDGET_USER", "").strip()
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry
+        return "unknown"
 
 
 def _read_pointer(pointer: Path) -> str:
@@ -95,7 +112,11 @@ class Project:
             raise ProjectError(f"{self.root}: not an annowidget project (no {DB_NAME})")
         else:
             self._connections = Connections(self.db_path, readonly=readonly)
+        self.user = default_user()
+        """Who this object's edits and log rows are signed with; settable (the app's user field)."""
         try:
+            if self.dsn is None and not readonly:
+                _schema.upgrade(self._db)
             stored_root = self._meta("images_root")
         except sqlite3.DatabaseError as exc:
             self.close()
@@ -223,8 +244,12 @@ class Project:
         """
         if self.readonly:
             raise ProjectError(f"{self.root}: opened read-only; cannot change the project")
-        with self._connections.transaction("BEGIN IMMEDIATE") as connection:
-            yield connection
+        token = annotations.AUTHOR.set(self.user)
+        try:
+            with self._connections.transaction("BEGIN IMMEDIATE") as connection:
+                yield connection
+        finally:
+            annotations.AUTHOR.reset(token)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -418,11 +443,13 @@ class Project:
         limit: int | None = None,
         offset: int = 0,
         after_id: int | None = None,
+        skip_leased: bool = False,
     ) -> list[Image]:
         """Images ordered by id, filtered by folder(s) and status(es), one page at a time.
 
         ``after_id`` pages by key (the images after that id): unlike ``offset``, its cost
-        does not grow with how far into the project the page is.
+        does not grow with how far into the project the page is. ``skip_leased`` leaves out
+        the images another annotator holds a live lease on (see :meth:`lease`).
 
         Example:
             >>> # page = project.images(limit=100, after_id=previous_page[-1].id)
@@ -431,6 +458,9 @@ class Project:
         if after_id is not None:
             where = (where + " AND " if where else " WHERE ") + "id > ?"
             args.append(int(after_id))
+        if skip_leased:
+            where = (where + " AND " if where else " WHERE ") + leases.others_clause()
+            args += [self.user, annotations.now()]
         sql = f"SELECT * FROM images{where} ORDER BY id"
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
@@ -505,6 +535,62 @@ class Project:
                 connection, images, ratio, seed=seed, train=train, test=test, reshuffle=reshuffle
             )
 
+    # ---------------------------------------------------------------------- leases
+    def lease(self, image_id: int, *, seconds: float | None = None) -> bool:
+        """Lease an image to :attr:`user` (or renew their lease); False if another
+        annotator's live lease stands. Leases run out after ``seconds`` (default
+        :data:`~annowidget.store.leases.LEASE_S`) without an edit on the image.
+
+        Example:
+            >>> # if project.lease(image.id): annotate(image)
+        """
+        with self.write() as connection:
+            annotations.image_status(connection, image_id)
+            span = leases.LEASE_S if seconds is None else float(seconds)
+            return leases.take(connection, image_id, self.user, annotations.now(), span) is None
+
+    def release(self, image_id: int) -> None:
+        """Give back :attr:`user`'s lease on an image (moving on, closing the widget)."""
+        with self.write() as connection:
+            leases.release(connection, image_id, self.user)
+
+    def lease_holder(self, image_id: int) -> str | None:
+        """Who holds a live lease on the image, or None."""
+        return leases.holder(self._db, image_id, annotations.now())
+
+    def next_unlabeled(
+        self,
+        *,
+        folder: str | Sequence[str] | None = None,
+        after_id: int | None = None,
+        status: Sequence[str] = ("unlabeled", "predicted"),
+        seconds: float | None = None,
+    ) -> Image | None:
+        """The next image that needs work and nobody else holds, leased to :attr:`user`.
+
+        Looks after ``after_id`` first, then wraps around. The choice and the lease are one
+        write transaction, so two annotators asking at once never get the same image.
+        None when every such image is done or leased to someone else.
+
+        Example:
+            >>> # image = project.next_unlabeled(folder="unlabeled", after_id=current.id)
+        """
+        span = leases.LEASE_S if seconds is None else float(seconds)
+        with self.write() as connection:
+            where, args = image_filter(folder, list(status))
+            where = (where + " AND " if where else " WHERE ") + leases.others_clause()
+            stamp = annotations.now()
+            args += [self.user, stamp]
+            for extra, extra_args in ((" AND id > ?", [int(after_id or 0)]), ("", [])):
+                row = connection.execute(
+                    f"SELECT * FROM images{where}{extra} ORDER BY id LIMIT 1", args + extra_args
+                ).fetchone()
+                if row is not None:
+                    image = Image.from_row(row)
+                    leases.take(connection, image.id, self.user, stamp, span)
+                    return image
+        return None
+
     # ----------------------------------------------------------------- annotations
     def add_annotation(
         self,
@@ -557,6 +643,12 @@ class Project:
         counts as reviewed (the action log keeps what the model had predicted). With
         ``expected`` (an :meth:`Annotation.to_dict`), a row that no longer matches it raises
         :class:`ChangedElsewhereError` and nothing changes (undo across two views).
+
+        Two annotators editing one annotation: **the last writer wins**. Edits are
+        serialised (one write transaction at a time, on SQLite and PostgreSQL alike); the
+        later commit replaces the fields it sets, and the log keeps both edits, each with
+        its ``before``/``after`` and its author, so the overwritten one can be recovered.
+        An edit of an annotation someone deleted meanwhile is refused (it does not exist).
         """
         if "category_id" in fields:
             self.category(fields["category_id"])
