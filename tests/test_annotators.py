@@ -116,3 +116,21 @@ def test_two_annotator_processes_never_get_the_same_image(root: Path) -> None:
         assert project.next_unlabeled() is None  # all leased
         time.sleep(2.2)  # both went quiet (exited): their leases run out
         assert project.next_unlabeled() is not None
+
+
+def test_two_annotator_widgets_are_shown_different_unlabeled_images(root: Path) -> None:
+    from annowidget.widgets.annotator import Annotator
+
+    with Project.open(root) as ana_project, Project.open(root) as ben_project:
+        ana_project.user, ben_project.user = "ana", "ben"
+        ana, ben = Annotator(ana_project), Annotator(ben_project)
+        try:
+            assert ana.next_unlabeled()
+            assert ben.next_unlabeled()
+            assert ana._current.id != ben._current.id
+            assert ana_project.lease_holder(ana._current.id) == "ana"
+            ben.goto(ana._current.id)  # opening it anyway: told, not blocked
+            assert "ana is labeling this image" in ben.message
+        finally:
+            ana.close()
+            ben.close()
