@@ -106,21 +106,21 @@ def row_values(values: dict[str, Any]) -> tuple[Any, ...]:
 
 def insert(connection: sqlite3.Connection, image_id: int, values: dict[str, Any]) -> int:
     """Insert one annotation (a prediction when ``values`` has a ``score``); its new id."""
-    stamp = now()
-    score = values.get("score")
-    cursor = connection.execute(
-        _INSERT_SQL,
-        (
-            int(image_id),
-            *row_values(values),
-            None if score is None else float(score),
-            values.get("source", "human"),
-            int(score is not None),
-            stamp,
-            stamp,
-        ),
-    )
+    cursor = connection.execute(_INSERT_SQL, _insert_args(image_id, values, now()))
     return int(cursor.lastrowid)
+
+
+def _insert_args(image_id: int, values: dict[str, Any], stamp: float) -> tuple[Any, ...]:
+    score = values.get("score")
+    return (
+        int(image_id),
+        *row_values(values),
+        None if score is None else float(score),
+        values.get("source", "human"),
+        int(score is not None),
+        stamp,
+        stamp,
+    )
 
 
 def fetch(connection: sqlite3.Connection, annotation_id: int) -> Annotation:
@@ -334,10 +334,17 @@ def add_bulk(
     """Insert many ``(image_id, values)``; reviewed/predicted statuses follow. The count."""
     count = 0
     reviewed, predicted = set(), set()
+    stamp = now()
+    batch: list[tuple[Any, ...]] = []
     for image_id, values in rows:
-        insert(connection, image_id, values)
+        batch.append(_insert_args(image_id, values, stamp))
         (predicted if values.get("score") is not None else reviewed).add(image_id)
         count += 1
+        if len(batch) >= 10_000:  # one round trip per batch, not per box (PostgreSQL)
+            connection.executemany(_INSERT_SQL, batch)
+            batch.clear()
+    if batch:
+        connection.executemany(_INSERT_SQL, batch)
     connection.executemany(
         "UPDATE images SET status = 'reviewed' WHERE id = ?", [(i,) for i in reviewed]
     )
