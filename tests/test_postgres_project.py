@@ -127,3 +127,34 @@ def test_a_bad_pointer_or_an_unreachable_server_is_a_one_line_error(tmp_path: Pa
     with pytest.raises(ProjectError, match=r"cannot connect") as caught:
         Project.open(root)
     assert "secret" not in str(caught.value)
+
+
+def test_the_workshop_notebook_joins_the_shared_project_when_annowidget_db_is_set(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    import nbformat
+
+    notebook = nbformat.read(
+        Path(__file__).parents[1] / "notebooks" / "02_transfer_learning_workshop.ipynb", 4
+    )
+    setup = notebook.cells[1].source  # the cell that opens the project
+    shared = tmp_path / "room"
+    for user in ("organiser", "ana"):
+        done = subprocess.run(
+            [sys.executable, "-c", setup],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={
+                **os.environ,
+                "ANNOWIDGET_DB": postgres_db,
+                "ANNOWIDGET_PROJECT": str(shared),
+                "ANNOWIDGET_USER": user,
+                "ANNOWIDGET_NOTEBOOK_SMOKE": "1",
+            },
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"joined the shared project {shared} as '{user}'" in done.stdout
+    with Project.open(shared) as project:
+        assert project.backend == "postgresql"
+        assert project.count_images() == 40  # one project, made once, joined once
