@@ -158,3 +158,13 @@ def test_the_workshop_notebook_joins_the_shared_project_when_annowidget_db_is_se
     with Project.open(shared) as project:
         assert project.backend == "postgresql"
         assert project.count_images() == 40  # one project, made once, joined once
+
+
+def test_cli_sample_on_postgresql_when_annowidget_db_is_set(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    done = _cli("sample", str(tmp_path / "room"), env={"ANNOWIDGET_DB": postgres_db})
+    assert done.returncode == 0, done.stderr
+    with Project.open(tmp_path / "room") as project:
+        assert project.dsn == postgres_db
+        assert project.count_images() == 40
