@@ -66,9 +66,39 @@ def _as_user() -> list[str]:
     return ["runuser", "-u", PG_USER, "--"]
 
 
+class Cluster:
+    """The running throwaway server: its DSN, and a restart for the fault tests."""
+
+    def __init__(self, binaries: Path, data: Path, log: Path, options: str, prefix: list[str]):
+        self.binaries, self.data, self.log, self.options, self.prefix = (
+            binaries,
+            data,
+            log,
+            options,
+            prefix,
+        )
+        self.dsn = ""
+
+    def pg_ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*self.prefix, str(self.binaries / "pg_ctl"), "-D", str(self.data), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+
+    def start(self) -> None:
+        self.pg_ctl("-l", str(self.log), "-o", self.options, "-w", "-t", "60", "start")
+
+    def restart(self) -> None:
+        """Stop the server (dropping every connection) and start it again, same port."""
+        self.pg_ctl("-m", "fast", "-w", "stop")
+        self.start()
+
+
 @pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
-    """The DSN of a running throwaway cluster (its ``postgres`` database)."""
+def postgres_cluster() -> Iterator[Cluster]:
+    """A running throwaway cluster (see the module's docstring)."""
     binaries = server_bin()
     if binaries is None or not (binaries / "pg_ctl").exists():
         _unavailable(
@@ -84,7 +114,11 @@ def postgres_dsn() -> Iterator[str]:
     if prefix:
         shutil.chown(folder, user=PG_USER)
     port = _free_port()
-    log = folder / "server.log"
+    options = (
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} "
+        "-c fsync=off -c max_connections=200 -c shared_buffers=32MB"
+    )
+    cluster = Cluster(binaries, data, folder / "server.log", options, prefix)
     try:
         subprocess.run(
             [
@@ -103,43 +137,28 @@ def postgres_dsn() -> Iterator[str]:
             capture_output=True,
             text=True,
         )
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} "
-            "-c fsync=off -c max_connections=200 -c shared_buffers=32MB"
-        )
-        subprocess.run(
-            [
-                *prefix,
-                str(binaries / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(log),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        cluster.start()
     except (subprocess.CalledProcessError, OSError) as exc:
         detail = getattr(exc, "stderr", "") or ""
-        if log.exists():
-            detail += log.read_text(errors="replace")[-2000:]
+        if cluster.log.exists():
+            detail += cluster.log.read_text(errors="replace")[-2000:]
         shutil.rmtree(folder, ignore_errors=True)
         _unavailable(f"the throwaway server did not start: {exc} {detail.strip()}")
+    cluster.dsn = f"postgresql://{ROLE}@127.0.0.1:{port}/postgres"
     try:
-        yield f"postgresql://{ROLE}@127.0.0.1:{port}/postgres"
+        yield cluster
     finally:
         subprocess.run(
             [*prefix, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
             capture_output=True,
         )
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(postgres_cluster: Cluster) -> str:
+    """The DSN of a running throwaway cluster (its ``postgres`` database)."""
+    return postgres_cluster.dsn
 
 
 def create_database(dsn: str, name: str) -> str:

@@ -168,3 +168,16 @@ def test_cli_sample_on_postgresql_when_annowidget_db_is_set(
     with Project.open(tmp_path / "room") as project:
         assert project.dsn == postgres_db
         assert project.count_images() == 40
+
+
+def test_a_server_restart_loses_nothing_and_the_next_edit_reconnects(
+    tmp_path: Path, postgres_db: str, postgres_cluster
+) -> None:
+    (tmp_path / "images").mkdir()
+    with Project.create(tmp_path / "p", images_root=tmp_path / "images", db=postgres_db) as project:
+        category = project.add_category("raccoon")
+        image = project.add_image("a.jpg", width=10, height=10, checksum="x")
+        before = project.add_annotation(image.id, category.id, [0, 0, 5, 5])
+        postgres_cluster.restart()  # every pooled connection is dropped by the server
+        after = project.add_annotation(image.id, category.id, [1, 1, 5, 5])
+        assert [a.id for a in project.annotations(image.id)] == [before.id, after.id]
