@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -181,3 +182,32 @@ def test_a_server_restart_loses_nothing_and_the_next_edit_reconnects(
         postgres_cluster.restart()  # every pooled connection is dropped by the server
         after = project.add_annotation(image.id, category.id, [1, 1, 5, 5])
         assert [a.id for a in project.annotations(image.id)] == [before.id, after.id]
+
+
+def test_while_the_server_is_down_the_annotator_says_reconnecting_and_saves_later(
+    tmp_path: Path, postgres_db: str, postgres_cluster
+) -> None:
+    from annowidget.widgets.annotator import Annotator
+
+    project = sample_project(tmp_path / "s", db=postgres_db)
+    widget = Annotator(project)
+    try:
+        widget.goto(project.images(folder="unlabeled")[0].id)
+        image_id = widget.image.id
+        category = project.categories()[0].id
+        postgres_cluster.pg_ctl("-m", "fast", "-w", "stop")
+        try:
+            message = {"type": "add", "category_id": category, "bbox": [10, 10, 40, 30]}
+            widget._handle_custom_msg({**message, "client_id": "c1", "seq": 1}, [])
+            assert widget.message.startswith("not saved: reconnecting to the database server")
+            assert widget.unsaved == 1
+        finally:
+            postgres_cluster.start()
+        deadline = time.monotonic() + 30
+        while widget.unsaved and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert widget.unsaved == 0
+        assert [a.bbox for a in project.annotations(image_id)] == [(10.0, 10.0, 40.0, 30.0)]
+    finally:
+        widget.close()
+        project.close()

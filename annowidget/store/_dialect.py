@@ -110,7 +110,8 @@ def as_sqlite_error(exc: Exception) -> sqlite3.Error:
     if isinstance(exc, psycopg.IntegrityError):
         return sqlite3.IntegrityError(message)
     if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
-        return sqlite3.OperationalError(message)
+        # the server went away or restarts: the pool reconnects on the next statement
+        return sqlite3.OperationalError(f"reconnecting to the database server ({message})")
     if isinstance(exc, psycopg.ProgrammingError):
         return sqlite3.ProgrammingError(message)
     return sqlite3.DatabaseError(message)

@@ -28,6 +28,9 @@ from annowidget.store.errors import ProjectError
 
 POOL_SIZE = 8
 """Most server connections one process opens (threads share them transaction by transaction)."""
+WAIT_S = 5.0
+"""Longest a statement waits for a pooled connection (the server down: then it says
+"reconnecting" instead of freezing the UI thread for long)."""
 
 
 def describe(dsn: str) -> str:
@@ -187,7 +190,8 @@ class PostgresConnections:
             max_size=pool_size,
             kwargs={"autocommit": True},
             check=ConnectionPool.check_connection,  # a connection the server dropped is replaced
-            timeout=30,
+            timeout=WAIT_S,
+            reconnect_timeout=24 * 3600.0,  # keep trying through a long server outage
             open=False,
             name="annowidget",
         )
