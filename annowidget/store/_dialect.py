@@ -164,3 +164,14 @@ def _sequence(table: str) -> str:
     if table not in _ID_TABLES:
         raise ValueError(f"{table}: not a table with an id")
     return f"{table}_id_seq"
+
+
+def after_bulk_insert(connection: object, table: str, rows: int) -> None:
+    """Refresh PostgreSQL's planner statistics after a big bulk insert into ``table``.
+
+    Without it, the first queries after an import of a million boxes plan as if the table
+    were empty and scan it whole (a gallery page then takes 100+ ms instead of a few).
+    SQLite needs nothing here.
+    """
+    if rows >= 10_000 and getattr(connection, "dialect", "sqlite") == "postgresql":
+        connection.execute(f"ANALYZE {table}")  # type: ignore[attr-defined]

@@ -136,6 +136,8 @@ class Cursor:
 class Connection:
     """One thread's view of the pool: ``execute`` and friends, inside or outside a transaction."""
 
+    dialect = "postgresql"
+
     def __init__(self, pool: Any) -> None:
         self._pool = pool
         self.held: Any = None  # the pooled connection of the transaction in progress

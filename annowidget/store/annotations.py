@@ -353,4 +353,7 @@ def add_bulk(
         [(i,) for i in predicted - reviewed],
     )
     log(connection, action, payload={"annotations": count})
+    from annowidget.store._dialect import after_bulk_insert
+
+    after_bulk_insert(connection, "annotations", count)
     return count

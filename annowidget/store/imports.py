@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from annowidget.store._dialect import after_bulk_insert
 from annowidget.store.annotations import check_bbox, check_status, insert, log, now
 from annowidget.store.errors import ProjectError
 
@@ -79,6 +80,7 @@ def insert_images(
         ).fetchall()
     ]
     log(connection, action, payload={"images": len(rows)})
+    after_bulk_insert(connection, "images", len(rows))
     return ids
 
 
