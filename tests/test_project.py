@@ -299,3 +299,12 @@ def test_annotation_ids_are_never_reused(project: Project) -> None:
     last = project.add_annotation(image_id, cat.id, [0, 0, 1, 1])
     project.delete_annotation(last.id)
     assert project.add_annotation(image_id, cat.id, [0, 0, 1, 1]).id == last.id + 1
+
+
+def test_percent_signs_and_question_marks_in_values_and_literals_survive(project: Project) -> None:
+    # the PostgreSQL dialect rewrites `?` and `%`: values and quoted literals must not change
+    image_id = add_image(project, "100% sure?.jpg")
+    assert project.image(image_id).path == "100% sure?.jpg"
+    row = project._db.execute("SELECT '50%?' || path FROM images WHERE id = ?", (image_id,))
+    assert row.fetchone()[0] == "50%?100% sure?.jpg"
+    assert project._db.execute("SELECT '%'").fetchone()[0] == "%"

@@ -84,7 +84,8 @@ class Cursor:
         text = _dialect.postgres_sql(sql)
         with self._connection._borrow() as raw:
             try:
-                cursor = raw.execute(text, tuple(args) if args else None)
+                # always a parameter tuple, even empty: then `%%` reads as `%` as it should
+                cursor = raw.execute(text, tuple(args))
                 self.rowcount = cursor.rowcount
                 if cursor.description is None:
                     self._rows = []
