@@ -134,3 +134,25 @@ def test_two_annotator_widgets_are_shown_different_unlabeled_images(root: Path) 
         finally:
             ana.close()
             ben.close()
+
+
+def test_the_effort_meter_times_each_annotator_on_their_own_timeline(root: Path) -> None:
+    from annowidget.effort import effort_per_annotator, effort_per_image
+
+    with Project.open(root) as ana, Project.open(root) as ben:
+        ana.user, ben.user = "ana", "ben"
+        first, second = ana.images(folder="unlabeled")[:2]
+        # interleaved: each person's gaps are their own, not the other's
+        ana.log_action("view", image_id=first.id, duration=1.0)
+        ben.log_action("view", image_id=second.id, duration=1.0)
+        ana.add_annotation(first.id, 1, [0, 0, 5, 5], duration=4.0)
+        ben.add_annotation(second.id, 1, [0, 0, 5, 5], duration=6.0)
+        ana.set_status(first.id, "reviewed", duration=1.0)
+        ben.set_status(second.id, "reviewed", duration=1.0)
+        per_image = {e.image_id: e for e in effort_per_image(ana)}
+        table = effort_per_annotator(ana)
+    assert per_image[first.id].annotator == "ana"
+    assert per_image[second.id].annotator == "ben"
+    assert table["ana"]["images"] == 1
+    assert table["ben"]["images"] == 1
+    assert table["ben"]["seconds"] > table["ana"]["seconds"] >= 6.0
