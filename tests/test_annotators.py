@@ -156,3 +156,21 @@ def test_the_effort_meter_times_each_annotator_on_their_own_timeline(root: Path)
     assert table["ana"]["images"] == 1
     assert table["ben"]["images"] == 1
     assert table["ben"]["seconds"] > table["ana"]["seconds"] >= 6.0
+
+
+def test_an_edit_by_another_annotator_shows_up_in_an_open_annotator(root: Path) -> None:
+    from annowidget.widgets.annotator import Annotator
+
+    with Project.open(root) as mine, Project.open(root) as theirs:
+        mine.user, theirs.user = "ana", "ben"
+        widget = Annotator(mine)
+        try:
+            widget.goto(mine.images(folder="unlabeled")[0].id)
+            image_id = widget.image.id
+            box = theirs.add_annotation(image_id, 1, [3, 4, 50, 60])  # ben, elsewhere
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not any(b["id"] == box.id for b in widget._boxes):
+                time.sleep(0.1)
+            assert any(b["id"] == box.id for b in widget._boxes)
+        finally:
+            widget.close()
