@@ -1,4 +1,5 @@
-"""The Project: images, categories, annotations and an action log in one SQLite file.
+"""The Project: images, categories, annotations and an action log in one SQLite file, or
+in a PostgreSQL database shared by a room of annotators (``Project.create(..., db=DSN)``).
 
 Every edit commits before the call returns (autosave): nothing lives only in memory, so a
 killed kernel keeps every edit the UI showed as saved. The annotation write path lives in
