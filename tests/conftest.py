@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# The throwaway PostgreSQL cluster and the two-backend ``backend_db``, from a uniquely named
+# module (tests/ is on sys.path: a plain name could clash with another package's module).
+from annowidget_postgres_cluster import backend_db, postgres_cluster, postgres_db, postgres_dsn  # noqa: F401
+
 # paths relative to this folder; pytest still loads both files as conftests
 collect_ignore = ["conftest.py", "browser/conftest.py"]
 

@@ -1,4 +1,5 @@
-"""A killed process keeps every edit that had returned; readers see consistent snapshots."""
+"""A killed process keeps every edit that had returned; readers see consistent snapshots
+(on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -47,17 +48,17 @@ READER = textwrap.dedent(
 )
 
 
-def make_project(tmp_path: Path) -> Path:
+def make_project(tmp_path: Path, db: str | None = None) -> Path:
     images = tmp_path / "images"
     images.mkdir()
-    with Project.create(tmp_path / "proj", images_root=images) as project:
+    with Project.create(tmp_path / "proj", images_root=images, db=db) as project:
         project.add_category("raccoon")
         project.add_image("a.jpg", width=1000, height=1000, checksum="x")
     return tmp_path / "proj"
 
 
-def test_sigkill_mid_way_keeps_every_returned_edit(tmp_path: Path) -> None:
-    root = make_project(tmp_path)
+def test_sigkill_mid_way_keeps_every_returned_edit(tmp_path: Path, backend_db: str | None) -> None:
+    root = make_project(tmp_path, backend_db)
     child = subprocess.Popen(
         [sys.executable, "-c", EDITOR, str(root)], stdout=subprocess.PIPE, text=True
     )
@@ -81,8 +82,10 @@ def test_sigkill_mid_way_keeps_every_returned_edit(tmp_path: Path) -> None:
         assert project.info()["annotations"] >= len(returned)
 
 
-def test_a_second_process_reads_consistent_snapshots_while_one_writes(tmp_path: Path) -> None:
-    root = make_project(tmp_path)
+def test_a_second_process_reads_consistent_snapshots_while_one_writes(
+    tmp_path: Path, backend_db: str | None
+) -> None:
+    root = make_project(tmp_path, backend_db)
     writer = subprocess.Popen(
         [sys.executable, "-c", EDITOR, str(root)],
         stdout=subprocess.DEVNULL,

@@ -1,7 +1,9 @@
-"""The Project store on a real SQLite file: edits, statuses, folders, snapshots, the log."""
+"""The Project store on a real SQLite file and on a real PostgreSQL server (every test runs
+on both): edits, statuses, folders, snapshots, the log."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -12,10 +14,10 @@ from annowidget.store import Project, ProjectError
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
+def project(tmp_path: Path, backend_db: str | None) -> Project:
     images = tmp_path / "images"
     images.mkdir()
-    with Project.create(tmp_path / "proj", images_root=images) as created:
+    with Project.create(tmp_path / "proj", images_root=images, db=backend_db) as created:
         yield created
 
 
@@ -24,8 +26,12 @@ def add_image(project: Project, name: str = "a.jpg", **kwargs) -> int:
 
 
 def test_create_makes_a_wal_database_and_models_folder(project: Project) -> None:
-    assert (project.root / "project.sqlite").is_file()
     assert (project.root / "models").is_dir()
+    if project.backend == "postgresql":  # the folder only points at the server
+        assert json.loads((project.root / "project.json").read_text())["db"] == project.dsn
+        assert not (project.root / "project.sqlite").exists()
+        return
+    assert (project.root / "project.sqlite").is_file()
     mode = sqlite3.connect(project.db_path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 
@@ -180,7 +186,8 @@ def test_unknown_ids_and_fields_are_refused(project: Project) -> None:
 
 def test_the_action_log_is_append_only(project: Project) -> None:
     add_image(project)
-    connection = sqlite3.connect(project.db_path)
+    # a connection of its own, outside the store's write path
+    connection = sqlite3.connect(project.db_path) if project.dsn is None else project._db
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         connection.execute("DELETE FROM actions")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
@@ -292,3 +299,12 @@ def test_annotation_ids_are_never_reused(project: Project) -> None:
     last = project.add_annotation(image_id, cat.id, [0, 0, 1, 1])
     project.delete_annotation(last.id)
     assert project.add_annotation(image_id, cat.id, [0, 0, 1, 1]).id == last.id + 1
+
+
+def test_percent_signs_and_question_marks_in_values_and_literals_survive(project: Project) -> None:
+    # the PostgreSQL dialect rewrites `?` and `%`: values and quoted literals must not change
+    image_id = add_image(project, "100% sure?.jpg")
+    assert project.image(image_id).path == "100% sure?.jpg"
+    row = project._db.execute("SELECT '50%?' || path FROM images WHERE id = ?", (image_id,))
+    assert row.fetchone()[0] == "50%?100% sure?.jpg"
+    assert project._db.execute("SELECT '%'").fetchone()[0] == "%"

@@ -1,7 +1,8 @@
 """Nothing lost in the store: per-image imports, short write locks, clean names and errors.
 
 Each test reproduces a case the adversarial run found (issue 15); the ones about kills and
-two processes run real subprocesses against a real SQLite file.
+two processes run real subprocesses against a real SQLite file (and, where the test is not
+about the file, a real PostgreSQL server too).
 """
 
 from __future__ import annotations
@@ -213,9 +214,18 @@ def test_category_names_are_one_line_and_nfc(project_root: Path) -> None:
 
 
 @pytest.fixture
-def project_root(tmp_path: Path) -> Path:
+def sqlite_root(tmp_path: Path) -> Path:
+    """A SQLite project, for the tests about its file."""
     (tmp_path / "images").mkdir()
     Project.create(tmp_path / "p", images_root=tmp_path / "images").close()
+    return tmp_path / "p"
+
+
+@pytest.fixture
+def project_root(tmp_path: Path, backend_db: str | None) -> Path:
+    """A project on each backend in turn (SQLite, then PostgreSQL)."""
+    (tmp_path / "images").mkdir()
+    Project.create(tmp_path / "p", images_root=tmp_path / "images", db=backend_db).close()
     return tmp_path / "p"
 
 
@@ -298,8 +308,10 @@ def test_undo_still_works_when_nobody_else_edited(project_root: Path) -> None:
     assert mine.annotation(box).bbox == (1.0, 1.0, 9.0, 9.0)
 
 
-def test_a_kill_in_the_middle_of_a_multi_delete_lands_none_of_it(tmp_path: Path) -> None:
-    annowidget.sample_project(tmp_path / "sample").close()
+def test_a_kill_in_the_middle_of_a_multi_delete_lands_none_of_it(
+    tmp_path: Path, backend_db: str | None
+) -> None:
+    annowidget.sample_project(tmp_path / "sample", db=backend_db).close()
     killed = spawn(
         """
         import os, signal, sys
@@ -359,15 +371,15 @@ def test_split_keeps_earlier_assignments_and_custom_folders(project_root: Path) 
 
 # ------------------------------------------------------------------ 10. stored paths
 def test_a_stored_path_that_escapes_the_root_is_refused_on_read_and_export(
-    project_root: Path, tmp_path: Path
+    sqlite_root: Path, tmp_path: Path
 ) -> None:
-    with Project.open(project_root) as project:
+    with Project.open(sqlite_root) as project:
         cat = project.add_category("raccoon")
         image = project.add_image("a.jpg", width=9, height=9, checksum="x")
         project.add_annotation(image.id, cat.id, [0, 0, 5, 5])
-    with sqlite3.connect(project_root / "project.sqlite") as connection:
+    with sqlite3.connect(sqlite_root / "project.sqlite") as connection:
         connection.execute("UPDATE images SET path = '../../outside/evil.jpg'")
-    with Project.open(project_root) as project:
+    with Project.open(sqlite_root) as project:
         with pytest.raises(ProjectError, match="escapes the images root"):
             project.image_path(image.id)
         with pytest.raises(ProjectError, match="escapes the images root"):
@@ -393,30 +405,30 @@ def test_a_damaged_project_file_is_a_one_line_project_error(tmp_path: Path, cont
     assert "\n" not in str(caught.value)
 
 
-def test_a_truncated_project_file_is_a_project_error(project_root: Path) -> None:
-    with Project.open(project_root) as project:
+def test_a_truncated_project_file_is_a_project_error(sqlite_root: Path) -> None:
+    with Project.open(sqlite_root) as project:
         cat = project.add_category("raccoon")
         for i in range(300):
             image = project.add_image(f"{i}.jpg", width=9, height=9, checksum="x" * 64)
             project.add_annotation(image.id, cat.id, [0, 0, 5, 5])
-    db = project_root / "project.sqlite"
+    db = sqlite_root / "project.sqlite"
     db.write_bytes(db.read_bytes()[: db.stat().st_size // 3])
     with pytest.raises(ProjectError, match=r"project\.sqlite"):
-        _info(project_root)
+        _info(sqlite_root)
 
 
-def test_read_only_mode_reads_and_refuses_edits(project_root: Path) -> None:
-    with Project.open(project_root, readonly=True) as project:
+def test_read_only_mode_reads_and_refuses_edits(sqlite_root: Path) -> None:
+    with Project.open(sqlite_root, readonly=True) as project:
         assert project.info()["images"] == 0
         with pytest.raises(ProjectError, match="read-only"):
             project.add_category("raccoon")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_info_works_on_a_read_only_project_folder(project_root: Path) -> None:
-    os.chmod(project_root, 0o555)
+def test_info_works_on_a_read_only_project_folder(sqlite_root: Path) -> None:
+    os.chmod(sqlite_root, 0o555)
     try:
-        with Project.open(project_root, readonly=True) as project:
+        with Project.open(sqlite_root, readonly=True) as project:
             assert project.info()["images"] == 0
     finally:
-        os.chmod(project_root, 0o755)
+        os.chmod(sqlite_root, 0o755)

@@ -1,5 +1,5 @@
-"""CLI commands on a project's data: ``init``, ``import``, ``export``, ``split``, ``relocate``
-and ``info``.
+"""CLI commands on a project's data: ``init``, ``migrate``, ``import``, ``export``,
+``split``, ``relocate`` and ``info``.
 
 Each handler calls the same functions a notebook calls (``annowidget.formats``,
 ``annowidget.store``) and prints what it did; errors become one line through
@@ -7,6 +7,7 @@ Each handler calls the same functions a notebook calls (``annowidget.formats``,
 
 Example:
     $ annowidget init raccoons --images data/raccoon
+    $ annowidget init /shared/raccoons --images /shared/raccoon --db postgresql://ann@db/raccoons
     $ annowidget import raccoons --format voc data/raccoon/annotations --images data/raccoon/images
     $ annowidget split raccoons --ratio 0.8 --seed 1
 """
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from annowidget.cli.errors import CommandError, check_folders
 from annowidget.store import Project
+from annowidget.store._postgres import describe
 
 # annowidget.formats (pycocotools, PIL) is imported inside the handlers that need it, so
 # building the parser for `annowidget --help` stays quick.
@@ -33,7 +36,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init = subparsers.add_parser("init", help="create a project whose images live under DIR")
     init.add_argument("project", help="directory of the new project")
     init.add_argument("--images", required=True, metavar="DIR", help="the images root")
+    init.add_argument(
+        "--db",
+        metavar="DSN",
+        default=None,
+        help="postgresql://user@host/database: a shared project on a PostgreSQL server "
+        "(default: $ANNOWIDGET_DB, else one SQLite file in the project folder)",
+    )
     init.set_defaults(handler=_init)
+    migrate = subparsers.add_parser(
+        "migrate", help="move a project's data to PostgreSQL or back to SQLite, exactly"
+    )
+    migrate.add_argument("project", help="project directory")
+    migrate.add_argument(
+        "--to",
+        required=True,
+        metavar="TARGET",
+        help="'sqlite', or postgresql://user@host/database (an empty database)",
+    )
+    migrate.set_defaults(handler=_migrate)
 
     imp = subparsers.add_parser("import", help="import a dataset or a folder of images")
     imp.add_argument("project")
@@ -107,9 +128,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    with Project.create(args.project, images_root=args.images) as project:
-        print(f"created project {project.root} (images under {project.images_root})")
+    db = args.db or os.environ.get("ANNOWIDGET_DB") or None
+    with Project.create(args.project, images_root=args.images, db=db) as project:
+        where = "" if project.dsn is None else f", data on {describe(project.dsn)}"
+        print(f"created project {project.root} (images under {project.images_root}{where})")
     print(f"next: annowidget import {args.project} --format images {args.images}")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from annowidget.store.migrate import migrate
+
+    counts = migrate(args.project, args.to)
+    target = "SQLite" if args.to == "sqlite" else describe(args.to)
+    print(f"moved {args.project} to {target}: " + _pairs(counts))
     return 0
 
 
@@ -241,6 +273,8 @@ def _info(args: argparse.Namespace) -> int:
         return 0
     print(f"project      {info['project']}")
     print(f"images root  {info['images_root']}")
+    if "db" in info:
+        print(f"database     {info['db']}")
     print(
         f"images       {info['images']}  annotations {info['annotations']}  "
         f"predictions {info['predictions']}"

@@ -30,9 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    import os
+
     from annowidget.sample import sample_project
 
-    with sample_project(args.project, labeled=args.labeled, seed=args.seed) as project:
+    db = os.environ.get("ANNOWIDGET_DB") or None  # a shared project for a workshop room
+    with sample_project(args.project, labeled=args.labeled, seed=args.seed, db=db) as project:
         info = project.info()
     print(f"sample project at {info['project']}: {info['images']} images, {info['folders']}")
     return 0

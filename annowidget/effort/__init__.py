@@ -10,7 +10,13 @@ Example:
 
 from __future__ import annotations
 
-from annowidget.effort.meter import ImageEffort, RoundEffort, effort_per_image, effort_per_round
+from annowidget.effort.meter import (
+    ImageEffort,
+    RoundEffort,
+    effort_per_annotator,
+    effort_per_image,
+    effort_per_round,
+)
 from annowidget.effort.ongoing import DEFAULT_THRESHOLD, ModelScore, ongoing_evaluation
 from annowidget.effort.rounds import RoundComparison, bootstrap_difference, compare_rounds
 from annowidget.effort.sampling import (
@@ -31,6 +37,7 @@ __all__ = [
     "RoundEffort",
     "bootstrap_difference",
     "compare_rounds",
+    "effort_per_annotator",
     "effort_per_image",
     "effort_per_round",
     "expected_cost",

@@ -56,6 +56,13 @@ class Session:
     drawn: list[int] = field(default_factory=list)
     merged: bool = False
     labeled_at_start: bool = False
+    seconds_by: dict[str, float] = field(default_factory=dict)
+    """Seconds per annotator (the log's ``author``; ``""`` in logs older than authorship)."""
+
+    @property
+    def annotator(self) -> str:
+        """Who gave this session the most seconds (``""`` when unknown)."""
+        return max(self.seconds_by, key=self.seconds_by.__getitem__, default="")
 
     @property
     def from_scratch(self) -> bool:
@@ -188,13 +195,9 @@ def replay(
     statuses = _Statuses(set(imported))
     current: dict[int, Session] = {}
     sessions: list[Session] = []
-    last_ts: float | None = None
-    # The visit in progress: its image, whether that image was reviewed when the visit
-    # began, whether it got work, and the seconds it has not yet given its session.
-    visit_image: int | None = None
-    visit_reviewed = False
-    visit_worked = False
-    held = 0.0
+    # One timeline per annotator (several people label one shared project at once): the
+    # gap before an action is measured from the same person's previous action.
+    people: dict[str, _Timeline] = {}
     for action in ordered:
         image_id = int(action.image_id)  # type: ignore[arg-type]
         reviewed_before = statuses.before(action, image_id)
@@ -223,23 +226,40 @@ def replay(
         if session is None:
             session = _start(current, sessions, image_id, None, action.ts)
             session.labeled_at_start = reviewed_before
-        if image_id != visit_image:
-            visit_image, visit_reviewed, visit_worked, held = image_id, reviewed_before, False, 0.0
-        seconds = _active_seconds(action, last_ts, idle_gap)
+        person = people.setdefault(action.author, _Timeline())
+        if image_id != person.image:
+            person.image, person.reviewed, person.worked = image_id, reviewed_before, False
+            person.held = 0.0
+        seconds = _active_seconds(action, person.last_ts, idle_gap)
         session.human_actions += 1
-        last_ts = action.ts
+        person.last_ts = action.ts
         if _is_work(action):
-            session.worked = visit_worked = True
-        if visit_worked or not visit_reviewed:
-            session.seconds += held + seconds
-            held = 0.0
+            session.worked = person.worked = True
+        if person.worked or not person.reviewed:
+            counted = person.held + seconds
+            session.seconds += counted
+            session.seconds_by[action.author] = session.seconds_by.get(action.author, 0.0) + counted
+            person.held = 0.0
         else:
-            held += seconds  # looking at a reviewed image: counted only if work follows
+            person.held += seconds  # looking at a reviewed image: counted only if work follows
         if action.action in EDIT_ACTIONS and action.annotation_id is not None:
             session.events.setdefault(action.annotation_id, []).append(action)
             if action.action == "add":
                 session.drawn.append(action.annotation_id)
     return [s for s in sessions if s.human_actions and not s.merged]
+
+
+@dataclass
+class _Timeline:
+    """One person's visit in progress: its image, whether that image was reviewed when the
+    visit began, whether it got work, the seconds it has not yet given its session, and the
+    time of the person's previous action."""
+
+    image: int | None = None
+    reviewed: bool = False
+    worked: bool = False
+    held: float = 0.0
+    last_ts: float | None = None
 
 
 def _is_work(action: Action) -> bool:

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from annowidget.store import Project
-from annowidget.store.project import DB_NAME
+from annowidget.store.project import DB_NAME, POINTER_NAME
 
 SAMPLE_DIR = Path(__file__).parent / "raccoon"
 
@@ -31,15 +31,17 @@ def sample_project(
     labeled: int = 30,
     split_ratio: float = 0.8,
     seed: int = 0,
+    db: str | None = None,
 ) -> Project:
     """Create (or reopen) a project on a copy of the bundled raccoon sample.
 
     The first ``labeled`` images come with their boxes, split into ``train`` and ``test``
     by ``split_ratio``; the others wait in ``unlabeled`` for smart prediction. Calling it
-    again on the same path reopens the project as it was, edits included.
+    again on the same path reopens the project as it was, edits included. ``db`` (a
+    ``postgresql://`` address of an empty database) puts it on a PostgreSQL server.
     """
     root = Path(path if path is not None else Path.cwd() / "annowidget-sample").absolute()
-    if (root / DB_NAME).exists():
+    if (root / DB_NAME).exists() or (root / POINTER_NAME).exists():
         return Project.open(root)
     if not 0 <= labeled <= 40:
         raise ValueError(f"labeled must be between 0 and 40, got {labeled}")
@@ -49,7 +51,7 @@ def sample_project(
     for entry in coco["images"]:
         shutil.copyfile(SAMPLE_DIR / "images" / entry["file_name"], images_dir / entry["file_name"])
 
-    project = Project.create(root, images_root=images_dir)
+    project = Project.create(root, images_root=images_dir, db=db)
     category = project.add_category("raccoon", supercategory="animal")
     ids = project.add_images_bulk(
         {

@@ -1,4 +1,5 @@
-"""The Project store: SQLite (one file per project) plus the image files where they are.
+"""The Project store: SQLite (one file per project) or a shared PostgreSQL database (see
+:mod:`annowidget.store._dialect`), plus the image files where they are.
 
 Example:
     >>> from annowidget.store import Project

@@ -15,6 +15,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from annowidget.store.errors import ChangedElsewhereError, ProjectError
@@ -35,6 +36,11 @@ _UPDATE_SQL = (
 # what "unchanged" compares: timestamps differ between a log payload and the row
 _COMPARED = ("image_id", "category_id", "bbox", "segmentation", "keypoints", "iscrowd", "area")
 _COMPARED += ("score", "is_prediction")
+
+
+AUTHOR: ContextVar[str] = ContextVar("annowidget_author", default="")
+"""Who the write transaction in progress (in this thread) acts for: :meth:`Project.write`
+sets it to :attr:`Project.user`, and every log row records it."""
 
 
 def now() -> float:
@@ -100,21 +106,21 @@ def row_values(values: dict[str, Any]) -> tuple[Any, ...]:
 
 def insert(connection: sqlite3.Connection, image_id: int, values: dict[str, Any]) -> int:
     """Insert one annotation (a prediction when ``values`` has a ``score``); its new id."""
-    stamp = now()
-    score = values.get("score")
-    cursor = connection.execute(
-        _INSERT_SQL,
-        (
-            int(image_id),
-            *row_values(values),
-            None if score is None else float(score),
-            values.get("source", "human"),
-            int(score is not None),
-            stamp,
-            stamp,
-        ),
-    )
+    cursor = connection.execute(_INSERT_SQL, _insert_args(image_id, values, now()))
     return int(cursor.lastrowid)
+
+
+def _insert_args(image_id: int, values: dict[str, Any], stamp: float) -> tuple[Any, ...]:
+    score = values.get("score")
+    return (
+        int(image_id),
+        *row_values(values),
+        None if score is None else float(score),
+        values.get("source", "human"),
+        int(score is not None),
+        stamp,
+        stamp,
+    )
 
 
 def fetch(connection: sqlite3.Connection, annotation_id: int) -> Annotation:
@@ -135,12 +141,22 @@ def log(
     duration: float | None = None,
     payload: dict[str, Any] | None = None,
 ) -> int:
-    """Append one entry to the action log; its id."""
+    """Append one entry to the action log, signed with :data:`AUTHOR`; its id.
+
+    An entry about an image its author holds a lease on renews the lease: a lease runs out
+    only when its annotator goes quiet.
+    """
+    author = AUTHOR.get()
+    stamp = now()
     cursor = connection.execute(
-        "INSERT INTO actions (ts, action, image_id, annotation_id, duration, payload) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (now(), action, image_id, annotation_id, duration, json.dumps(payload or {})),
+        "INSERT INTO actions (ts, action, image_id, annotation_id, duration, payload, author) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (stamp, action, image_id, annotation_id, duration, json.dumps(payload or {}), author),
     )
+    if image_id is not None:
+        from annowidget.store import leases
+
+        leases.renew(connection, image_id, author, stamp)
     return int(cursor.lastrowid)
 
 
@@ -318,10 +334,17 @@ def add_bulk(
     """Insert many ``(image_id, values)``; reviewed/predicted statuses follow. The count."""
     count = 0
     reviewed, predicted = set(), set()
+    stamp = now()
+    batch: list[tuple[Any, ...]] = []
     for image_id, values in rows:
-        insert(connection, image_id, values)
+        batch.append(_insert_args(image_id, values, stamp))
         (predicted if values.get("score") is not None else reviewed).add(image_id)
         count += 1
+        if len(batch) >= 10_000:  # one round trip per batch, not per box (PostgreSQL)
+            connection.executemany(_INSERT_SQL, batch)
+            batch.clear()
+    if batch:
+        connection.executemany(_INSERT_SQL, batch)
     connection.executemany(
         "UPDATE images SET status = 'reviewed' WHERE id = ?", [(i,) for i in reviewed]
     )
@@ -330,4 +353,7 @@ def add_bulk(
         [(i,) for i in predicted - reviewed],
     )
     log(connection, action, payload={"annotations": count})
+    from annowidget.store._dialect import after_bulk_insert
+
+    after_bulk_insert(connection, "annotations", count)
     return count

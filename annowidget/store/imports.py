@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from annowidget.store._dialect import after_bulk_insert
 from annowidget.store.annotations import check_bbox, check_status, insert, log, now
 from annowidget.store.errors import ProjectError
 
@@ -70,8 +71,17 @@ def insert_images(
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
+    # Read back rather than count on: a PostgreSQL sequence may skip values (a rolled-back
+    # insert); the write transaction keeps every other writer out meanwhile.
+    ids = [
+        int(row[0])
+        for row in connection.execute(
+            "SELECT id FROM images WHERE id > ? ORDER BY id", (first,)
+        ).fetchall()
+    ]
     log(connection, action, payload={"images": len(rows)})
-    return list(range(first + 1, first + 1 + len(rows)))
+    after_bulk_insert(connection, "images", len(rows))
+    return ids
 
 
 def import_all(

@@ -1,4 +1,5 @@
-"""The Project: images, categories, annotations and an action log in one SQLite file.
+"""The Project: images, categories, annotations and an action log in one SQLite file, or
+in a PostgreSQL database shared by a room of annotators (``Project.create(..., db=DSN)``).
 
 Every edit commits before the call returns (autosave): nothing lives only in memory, so a
 killed kernel keeps every edit the UI showed as saved. The annotation write path lives in
@@ -7,6 +8,8 @@ killed kernel keeps every edit the UI showed as saved. The annotation write path
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -14,8 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from annowidget.store import _schema, annotations, categories, imports, queries, splits
+from annowidget.store import _schema, annotations, categories, imports, leases, queries, splits
 from annowidget.store._connection import Connections
+from annowidget.store._postgres import PostgresConnections, describe
 from annowidget.store.annotations import check_status
 from annowidget.store.categories import category_name
 from annowidget.store.errors import ChangedElsewhereError, ProjectError
@@ -29,9 +33,20 @@ from annowidget.store.records import (
     Snapshot,
 )
 
-__all__ = ["DB_NAME", "ChangedElsewhereError", "Project", "ProjectError", "image_filter"]
+__all__ = [
+    "DB_NAME",
+    "POINTER_NAME",
+    "ChangedElsewhereError",
+    "Project",
+    "ProjectError",
+    "image_filter",
+]
 
 DB_NAME = "project.sqlite"
+POINTER_NAME = "project.json"
+"""A project on a PostgreSQL server keeps only this pointer (``{"db": DSN}``) and ``models/``
+in its folder. The DSN is stored as given: leave the password out of it and let libpq find
+it (``PGPASSWORD`` or ``~/.pgpass``) to keep it out of the shared folder."""
 SPLIT_FOLDERS = ("unlabeled", "train", "test")
 """Folders ``split`` manages by default; any other folder (``holdout``...) is left alone."""
 _IMPORT_BUDGET_S = 0.5  # longest an import holds the write lock before letting others in
@@ -42,8 +57,37 @@ def _stored_images_root(root: Path, images: Path) -> str:
     return os.path.relpath(images, root) if images.is_relative_to(root) else str(images)
 
 
+def default_user() -> str:
+    """Who edits: ``$ANNOWIDGET_USER``, else the login name (``"unknown"`` if there is none).
+
+    Example:
+        >>> isinstance(default_user(), str)
+        True
+    """
+    name = os.environ.get("ANNOWIDGET_USER", "").strip()
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry
+        return "unknown"
+
+
+def _read_pointer(pointer: Path) -> str:
+    try:
+        dsn = json.loads(pointer.read_text(encoding="utf-8"))["db"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ProjectError(f"{pointer}: not a readable project pointer ({exc})") from None
+    if not isinstance(dsn, str) or not dsn.startswith(("postgresql://", "postgres://")):
+        raise ProjectError(f"{pointer}: field 'db' must be a postgresql:// address")
+    return dsn
+
+
 class Project:
     """A labeling project stored in one directory: ``project.sqlite`` plus ``models/``.
+
+    Or, for a team, on a PostgreSQL server: the directory then holds ``project.json``
+    (the server's address) and ``models/``, on a path every participant can read.
 
     Example:
         >>> import tempfile, pathlib
@@ -57,10 +101,23 @@ class Project:
         self.root = Path(root).absolute()
         self.db_path = self.root / DB_NAME
         self.readonly = readonly
-        if not self.db_path.is_file():
+        self.dsn: str | None = None
+        pointer = self.root / POINTER_NAME
+        if pointer.is_file():
+            self.dsn = _read_pointer(pointer)
+            self.db_path = pointer
+            self._connections: Connections | PostgresConnections = PostgresConnections(
+                self.dsn, readonly=readonly
+            )
+        elif not self.db_path.is_file():
             raise ProjectError(f"{self.root}: not an annowidget project (no {DB_NAME})")
-        self._connections = Connections(self.db_path, readonly=readonly)
+        else:
+            self._connections = Connections(self.db_path, readonly=readonly)
+        self.user = default_user()
+        """Who this object's edits and log rows are signed with; settable (the app's user field)."""
         try:
+            if self.dsn is None and not readonly:
+                _schema.upgrade(self._db)
             stored_root = self._meta("images_root")
         except sqlite3.DatabaseError as exc:
             self.close()
@@ -71,15 +128,29 @@ class Project:
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
-    def create(cls, path: str | os.PathLike[str], images_root: str | os.PathLike[str]) -> Project:
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        images_root: str | os.PathLike[str],
+        *,
+        db: str | None = None,
+    ) -> Project:
         """Create a new project directory whose images live under ``images_root``.
 
         The images root is stored relative to the project when it is inside it, absolute
         otherwise, so a project folder that holds its own images can be moved as a whole.
+        ``db`` (``postgresql://user@host/database``, an empty database) puts the project
+        on a PostgreSQL server; without it the project is one SQLite file in the folder.
+
+        Example:
+            >>> # Project.create("/shared/raccoons", "/shared/images",
+            >>> #                db="postgresql://annowidget@db.lan/raccoons")
         """
         root = Path(path).absolute()
-        if (root / DB_NAME).exists():
+        if (root / DB_NAME).exists() or (root / POINTER_NAME).exists():
             raise ProjectError(f"{root}: a project already exists here")
+        if db is not None and not str(db).startswith(("postgresql://", "postgres://")):
+            raise ProjectError(f"--db {db!r}: expected a postgresql://user@host/database address")
         images = Path(images_root).absolute()
         if not images.is_dir():
             raise ProjectError(f"{images}: the images root is not a directory")
@@ -87,8 +158,17 @@ class Project:
         (root / "models").mkdir(exist_ok=True)
         (root / "cache").mkdir(exist_ok=True)
         stored = _stored_images_root(root, images)
-        _schema.create(root / DB_NAME, images_root=stored)
+        if db is None:
+            _schema.create(root / DB_NAME, images_root=stored)
+        else:
+            _schema.create_postgres(db, images_root=stored)
+            (root / POINTER_NAME).write_text(json.dumps({"db": db}) + "\n", encoding="utf-8")
         return cls(root)
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return "sqlite" if self.dsn is None else "postgresql"
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> Project:
@@ -165,8 +245,12 @@ class Project:
         """
         if self.readonly:
             raise ProjectError(f"{self.root}: opened read-only; cannot change the project")
-        with self._connections.transaction("BEGIN IMMEDIATE") as connection:
-            yield connection
+        token = annotations.AUTHOR.set(self.user)
+        try:
+            with self._connections.transaction("BEGIN IMMEDIATE") as connection:
+                yield connection
+        finally:
+            annotations.AUTHOR.reset(token)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -360,11 +444,13 @@ class Project:
         limit: int | None = None,
         offset: int = 0,
         after_id: int | None = None,
+        skip_leased: bool = False,
     ) -> list[Image]:
         """Images ordered by id, filtered by folder(s) and status(es), one page at a time.
 
         ``after_id`` pages by key (the images after that id): unlike ``offset``, its cost
-        does not grow with how far into the project the page is.
+        does not grow with how far into the project the page is. ``skip_leased`` leaves out
+        the images another annotator holds a live lease on (see :meth:`lease`).
 
         Example:
             >>> # page = project.images(limit=100, after_id=previous_page[-1].id)
@@ -373,6 +459,9 @@ class Project:
         if after_id is not None:
             where = (where + " AND " if where else " WHERE ") + "id > ?"
             args.append(int(after_id))
+        if skip_leased:
+            where = (where + " AND " if where else " WHERE ") + leases.others_clause()
+            args += [self.user, annotations.now()]
         sql = f"SELECT * FROM images{where} ORDER BY id"
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
@@ -447,6 +536,62 @@ class Project:
                 connection, images, ratio, seed=seed, train=train, test=test, reshuffle=reshuffle
             )
 
+    # ---------------------------------------------------------------------- leases
+    def lease(self, image_id: int, *, seconds: float | None = None) -> bool:
+        """Lease an image to :attr:`user` (or renew their lease); False if another
+        annotator's live lease stands. Leases run out after ``seconds`` (default
+        :data:`~annowidget.store.leases.LEASE_S`) without an edit on the image.
+
+        Example:
+            >>> # if project.lease(image.id): annotate(image)
+        """
+        with self.write() as connection:
+            annotations.image_status(connection, image_id)
+            span = leases.LEASE_S if seconds is None else float(seconds)
+            return leases.take(connection, image_id, self.user, annotations.now(), span) is None
+
+    def release(self, image_id: int) -> None:
+        """Give back :attr:`user`'s lease on an image (moving on, closing the widget)."""
+        with self.write() as connection:
+            leases.release(connection, image_id, self.user)
+
+    def lease_holder(self, image_id: int) -> str | None:
+        """Who holds a live lease on the image, or None."""
+        return leases.holder(self._db, image_id, annotations.now())
+
+    def next_unlabeled(
+        self,
+        *,
+        folder: str | Sequence[str] | None = None,
+        after_id: int | None = None,
+        status: Sequence[str] = ("unlabeled", "predicted"),
+        seconds: float | None = None,
+    ) -> Image | None:
+        """The next image that needs work and nobody else holds, leased to :attr:`user`.
+
+        Looks after ``after_id`` first, then wraps around. The choice and the lease are one
+        write transaction, so two annotators asking at once never get the same image.
+        None when every such image is done or leased to someone else.
+
+        Example:
+            >>> # image = project.next_unlabeled(folder="unlabeled", after_id=current.id)
+        """
+        span = leases.LEASE_S if seconds is None else float(seconds)
+        with self.write() as connection:
+            where, args = image_filter(folder, list(status))
+            where = (where + " AND " if where else " WHERE ") + leases.others_clause()
+            stamp = annotations.now()
+            args += [self.user, stamp]
+            for extra, extra_args in ((" AND id > ?", [int(after_id or 0)]), ("", [])):
+                row = connection.execute(
+                    f"SELECT * FROM images{where}{extra} ORDER BY id LIMIT 1", args + extra_args
+                ).fetchone()
+                if row is not None:
+                    image = Image.from_row(row)
+                    leases.take(connection, image.id, self.user, stamp, span)
+                    return image
+        return None
+
     # ----------------------------------------------------------------- annotations
     def add_annotation(
         self,
@@ -499,6 +644,12 @@ class Project:
         counts as reviewed (the action log keeps what the model had predicted). With
         ``expected`` (an :meth:`Annotation.to_dict`), a row that no longer matches it raises
         :class:`ChangedElsewhereError` and nothing changes (undo across two views).
+
+        Two annotators editing one annotation: **the last writer wins**. Edits are
+        serialised (one write transaction at a time, on SQLite and PostgreSQL alike); the
+        later commit replaces the fields it sets, and the log keeps both edits, each with
+        its ``before``/``after`` and its author, so the overwritten one can be recovered.
+        An edit of an annotation someone deleted meanwhile is refused (it does not exist).
         """
         if "category_id" in fields:
             self.category(fields["category_id"])
@@ -591,4 +742,10 @@ class Project:
                 counts = queries.counts(connection)
         except sqlite3.DatabaseError as exc:
             raise self._connections.broken(exc) from None
-        return {"project": str(self.root), "images_root": str(self.images_root), **counts}
+        where = {} if self.dsn is None else {"db": describe(self.dsn)}
+        return {
+            "project": str(self.root),
+            "images_root": str(self.images_root),
+            **where,
+            **counts,
+        }

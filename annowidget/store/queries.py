@@ -89,7 +89,7 @@ def annotations(
     connection: sqlite3.Connection, image_id: int | None, predictions: bool | None
 ) -> list[Annotation]:
     """Annotations of one image (or all), optionally only predictions or only reviewed."""
-    sql = f"SELECT {ANNOTATION_COLUMNS} FROM annotations WHERE 1"
+    sql = f"SELECT {ANNOTATION_COLUMNS} FROM annotations WHERE 1 = 1"
     args: list[Any] = []
     if image_id is not None:
         sql += " AND image_id = ?"

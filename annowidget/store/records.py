@@ -179,6 +179,8 @@ class Action:
     annotation_id: int | None
     duration: float | None
     payload: dict[str, Any]
+    author: str = ""
+    """Who made the edit (:attr:`Project.user` then); ``""`` in logs older than authorship."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Action:
@@ -190,6 +192,7 @@ class Action:
             row["annotation_id"],
             row["duration"],
             json.loads(row["payload"]),
+            row["author"] if "author" in row.keys() else "",  # noqa: SIM118 (Row: `in` sees values)
         )
 
 

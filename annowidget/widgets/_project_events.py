@@ -4,7 +4,11 @@ Widgets on one project (the app's tabs, an Annotator in another cell) subscribe 
 whoever changes the store publishes: the Annotator after each saved edit
 (``"annotations"``) and after adding a class (``"categories"``). Categories added from
 Python or another process (``project.add_category``, the CLI) are noticed by a watcher
-thread that compares the category list about once a second.
+thread that compares the category list about once a second. The same thread follows the
+action log's last id (a cheap change counter): edits by *other annotators* (another
+process, another machine on a shared PostgreSQL project) are published as
+``"annotations"`` within about a second, and an open Annotator shows them unless it holds
+unsaved edits of its own.
 
 Listeners are held weakly (a closed, forgotten widget is not kept alive) and keyed by the
 project's folder, so two ``Project`` objects of one folder hear each other.
@@ -26,6 +30,7 @@ _lock = threading.Lock()
 _listeners: dict[Path, dict[str, list[weakref.WeakMethod[Callable[..., Any]]]]] = {}
 _projects: dict[Path, weakref.ref[Any]] = {}
 _seen_categories: dict[Path, tuple[tuple[int, str], ...]] = {}
+_seen_action: dict[Path, int] = {}  # the action log's last id the watcher has seen
 _watcher: threading.Thread | None = None
 
 
@@ -43,6 +48,8 @@ def subscribe(project: Any, kind: str, method: Callable[..., Any]) -> None:
         if kind == "categories":
             _seen_categories.setdefault(root, _category_key(project))
             _start_watcher()
+        if kind == "annotations":
+            _seen_action.setdefault(root, _last_action(project))
 
 
 def publish(project: Any, kind: str, **info: Any) -> None:
@@ -110,6 +117,37 @@ def _watch() -> None:
                 changed = _seen_categories.get(root) != key
             if changed:
                 publish(project, "categories")
+            _publish_others_edits(root, project)
+
+
+def _last_action(project: Any) -> int:
+    """The action log's last id: it grows with every edit anyone makes."""
+    row = project._db.execute("SELECT COALESCE(MAX(id), 0) FROM actions").fetchone()
+    return int(row[0])
+
+
+def _publish_others_edits(root: Path, project: Any) -> None:
+    """Publish the images other annotators changed since the last look (one small query
+    when nothing changed)."""
+    with _lock:
+        seen = _seen_action.get(root)
+    if seen is None:
+        return
+    try:
+        last = _last_action(project)
+        if last <= seen:
+            return
+        images = {
+            a.image_id
+            for a in project.actions(since_id=seen)
+            if a.image_id is not None and a.author != getattr(project, "user", "")
+        }
+    except Exception:  # the server restarting, a project closed: look again later
+        return
+    with _lock:
+        _seen_action[root] = last
+    for image_id in sorted(images):
+        publish(project, "annotations", image_id=image_id)
 
 
 def _forget_closed() -> None:
@@ -120,6 +158,7 @@ def _forget_closed() -> None:
         if not listeners or _projects[root]() is None:
             _projects.pop(root, None)
             _seen_categories.pop(root, None)
+            _seen_action.pop(root, None)
 
 
 def _is_open(ref: weakref.WeakMethod[Callable[..., Any]]) -> bool:

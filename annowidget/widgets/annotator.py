@@ -289,19 +289,26 @@ class Annotator(anywidget.AnyWidget):
     def next_unlabeled(self) -> bool:
         """Show the next image that still needs work (unlabeled or predicted), wrapping.
 
-        Returns False (and stays) when every image of the list is reviewed.
+        Returns False (and stays) when every image of the list is reviewed. On a shared
+        project it skips images another annotator is working on (their lease), and leases
+        the one it shows, so two people are never handed the same image.
         """
         if self._ranked_next():
             return True
-        todo = {i.id for i in self.project.images(folder=self._filter()["folder"], status=_TODO)}
+        folder = self._filter()["folder"]
+        todo = {i.id for i in self.project.images(folder=folder, status=_TODO, skip_leased=True)}
         start = self._index()
         n = len(self._ids)
         for step in range(1, n + 1):
             candidate = self._ids[(start + step) % n]
-            if candidate in todo:
+            if candidate in todo and self.project.lease(candidate):
                 self.goto(candidate)
                 return True
-        self.message = "every image here is reviewed"
+        self.message = (
+            "every image here is reviewed"
+            if not self.project.images(folder=folder, status=_TODO, limit=1)
+            else "the images left are being labeled by others"
+        )
         return False
 
     def _filter(self) -> dict[str, str | None]:
@@ -346,6 +353,10 @@ class Annotator(anywidget.AnyWidget):
             self._publish_boxes()
         self._prefetch()
         if image is not None and (previous is None or previous.id != image.id):
+            # The image is this annotator's while they work on it (shared projects).
+            if not self.project.readonly and not self.project.lease(image.id):
+                holder = self.project.lease_holder(image.id)
+                self.message = f"{holder} is labeling this image too; the last save wins"
             # The effort meter counts work on an image from the moment it is shown.
             self.project.log_action("view", image_id=image.id)
             self._image_callbacks(image)

@@ -1,0 +1,176 @@
+"""Several annotators on one project (SQLite and PostgreSQL): who did what, image leases,
+and last-writer-wins on a conflicting edit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from annowidget.sample import sample_project
+from annowidget.store import Project
+
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+
+
+@pytest.fixture
+def root(tmp_path: Path, backend_db: str | None) -> Path:
+    sample_project(tmp_path / "sample", db=backend_db).close()
+    return tmp_path / "sample"
+
+
+def test_every_log_row_names_its_author(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANNOWIDGET_USER", "ana")
+    with Project.open(root) as project:
+        assert project.user == "ana"
+        image = project.images(folder="unlabeled")[0]
+        box = project.add_annotation(image.id, 1, [0, 0, 5, 5])
+        project.user = "ben"  # what the app's user field sets
+        project.delete_annotation(box.id)
+        log = project.actions(image_id=image.id)
+    assert [(a.action, a.author) for a in log][-2:] == [("add", "ana"), ("delete", "ben")]
+
+
+def test_conflicting_edits_last_writer_wins_and_the_log_keeps_both(root: Path) -> None:
+    with Project.open(root) as ana, Project.open(root) as ben:
+        ana.user, ben.user = "ana", "ben"
+        image = ana.images(folder="unlabeled")[0]
+        box = ana.add_annotation(image.id, 1, [0, 0, 5, 5])
+        seen_by_ben = ben.annotation(box.id)  # both open the image
+        ana.update_annotation(box.id, bbox=[10, 10, 5, 5])
+        ben.update_annotation(seen_by_ben.id, bbox=[20, 20, 5, 5])  # later: it wins
+        assert ana.annotation(box.id).bbox == (20, 20, 5, 5)
+        updates = [a for a in ana.actions(image_id=image.id) if a.action == "update"]
+    assert [(u.author, u.payload["after"]["bbox"]) for u in updates] == [
+        ("ana", [10, 10, 5, 5]),
+        ("ben", [20, 20, 5, 5]),
+    ]
+    assert updates[1].payload["before"]["bbox"] == [10, 10, 5, 5]  # ana's edit, recoverable
+
+
+def test_next_unlabeled_skips_images_leased_to_others_until_they_expire(root: Path) -> None:
+    with Project.open(root) as ana, Project.open(root) as ben:
+        ana.user, ben.user = "ana", "ben"
+        first = ana.next_unlabeled(seconds=1.0)
+        assert first is not None
+        assert ana.lease_holder(first.id) == "ana"
+        second = ben.next_unlabeled(seconds=60)
+        assert second is not None
+        assert second.id != first.id
+        assert first.id not in {i.id for i in ben.images(status="unlabeled", skip_leased=True)}
+        assert not ben.lease(first.id)
+        assert ana.lease(first.id, seconds=1.0)  # renewing one's own lease is fine
+        time.sleep(1.2)  # ana goes quiet
+        assert ben.lease_holder(first.id) is None
+        assert ben.lease(first.id)
+        ben.release(first.id)
+        assert ben.lease_holder(first.id) is None
+
+
+TAKER = textwrap.dedent(
+    """
+    import sys, time
+    from annowidget.store import Project
+
+    project = Project.open(sys.argv[1])
+    time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together
+    mine, last = [], None
+    while True:
+        image = project.next_unlabeled(after_id=last)
+        if image is None or image.id in mine:
+            break
+        mine.append(image.id)
+        last = image.id
+    print(" ".join(map(str, mine)), flush=True)
+    """
+)
+
+
+def test_two_annotator_processes_never_get_the_same_image(root: Path) -> None:
+    start = time.time() + 2.0
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", TAKER, str(root), str(start)],
+            env={**ENV, "ANNOWIDGET_USER": user, "ANNOWIDGET_LEASE_S": "2"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for user in ("ana", "ben")
+    ]
+    taken = []
+    for run in runs:
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+        taken.append([int(i) for i in out.split()])
+    with Project.open(root) as project:
+        todo = {i.id for i in project.images(status=["unlabeled", "predicted"])}
+        assert set(taken[0]).isdisjoint(taken[1])
+        assert set(taken[0]) | set(taken[1]) == todo  # every image handed out once
+        project.user = "cat"
+        assert project.next_unlabeled() is None  # all leased
+        time.sleep(2.2)  # both went quiet (exited): their leases run out
+        assert project.next_unlabeled() is not None
+
+
+def test_two_annotator_widgets_are_shown_different_unlabeled_images(root: Path) -> None:
+    from annowidget.widgets.annotator import Annotator
+
+    with Project.open(root) as ana_project, Project.open(root) as ben_project:
+        ana_project.user, ben_project.user = "ana", "ben"
+        ana, ben = Annotator(ana_project), Annotator(ben_project)
+        try:
+            assert ana.next_unlabeled()
+            assert ben.next_unlabeled()
+            assert ana._current.id != ben._current.id
+            assert ana_project.lease_holder(ana._current.id) == "ana"
+            ben.goto(ana._current.id)  # opening it anyway: told, not blocked
+            assert "ana is labeling this image" in ben.message
+        finally:
+            ana.close()
+            ben.close()
+
+
+def test_the_effort_meter_times_each_annotator_on_their_own_timeline(root: Path) -> None:
+    from annowidget.effort import effort_per_annotator, effort_per_image
+
+    with Project.open(root) as ana, Project.open(root) as ben:
+        ana.user, ben.user = "ana", "ben"
+        first, second = ana.images(folder="unlabeled")[:2]
+        # interleaved: each person's gaps are their own, not the other's
+        ana.log_action("view", image_id=first.id, duration=1.0)
+        ben.log_action("view", image_id=second.id, duration=1.0)
+        ana.add_annotation(first.id, 1, [0, 0, 5, 5], duration=4.0)
+        ben.add_annotation(second.id, 1, [0, 0, 5, 5], duration=6.0)
+        ana.set_status(first.id, "reviewed", duration=1.0)
+        ben.set_status(second.id, "reviewed", duration=1.0)
+        per_image = {e.image_id: e for e in effort_per_image(ana)}
+        table = effort_per_annotator(ana)
+    assert per_image[first.id].annotator == "ana"
+    assert per_image[second.id].annotator == "ben"
+    assert table["ana"]["images"] == 1
+    assert table["ben"]["images"] == 1
+    assert table["ben"]["seconds"] > table["ana"]["seconds"] >= 6.0
+
+
+def test_an_edit_by_another_annotator_shows_up_in_an_open_annotator(root: Path) -> None:
+    from annowidget.widgets.annotator import Annotator
+
+    with Project.open(root) as mine, Project.open(root) as theirs:
+        mine.user, theirs.user = "ana", "ben"
+        widget = Annotator(mine)
+        try:
+            widget.goto(mine.images(folder="unlabeled")[0].id)
+            image_id = widget.image.id
+            box = theirs.add_annotation(image_id, 1, [3, 4, 50, 60])  # ben, elsewhere
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not any(b["id"] == box.id for b in widget._boxes):
+                time.sleep(0.1)
+            assert any(b["id"] == box.id for b in widget._boxes)
+        finally:
+            widget.close()
