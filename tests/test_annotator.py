@@ -8,7 +8,6 @@ import threading
 import time
 from pathlib import Path
 
-import ipywidgets
 import pytest
 from PIL import Image as PILImage
 
@@ -577,11 +576,15 @@ def test_a_class_added_from_python_appears_without_refresh(project):
     assert [c["name"] for c in widget.categories] == ["raccoon", "dog"]
 
 
-def test_the_category_watcher_ends_once_its_widgets_are_closed(project):
-    ipywidgets.Widget.close_all()  # earlier tests' widgets would keep it watching
+def test_the_category_watcher_forgets_a_project_once_its_widgets_are_closed(project):
+    from annowidget.widgets import _project_events
+
     widget = Annotator(project)
-    watching = [t for t in threading.enumerate() if t.name == "annowidget-categories"]
-    assert watching, "an open Annotator is watched for category changes"
+    root = project.root.resolve()
+    assert root in _project_events._projects, "an open Annotator is watched"
+    assert any(t.name == "annowidget-categories" for t in threading.enumerate())
     widget.close()
-    watching[0].join(timeout=5)
-    assert not watching[0].is_alive()
+    deadline = time.monotonic() + 5
+    while root in _project_events._projects and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert root not in _project_events._projects
