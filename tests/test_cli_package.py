@@ -22,7 +22,7 @@ def test_every_group_module_is_listed_once_and_registers_its_commands() -> None:
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     assert set(commands) == {
-        "sample", "weights", "init", "import", "export", "split", "relocate", "info",
+        "sample", "weights", "init", "migrate", "import", "export", "split", "relocate", "info",
         "train", "predict", "evaluate", "models", "compare", "effort", "loop",
     }  # fmt: skip
 

@@ -152,7 +152,9 @@ class AutoTrainBar(widgets.VBox):
             style={"description_width": "35px"},
         )
         self.pause_button = widgets.Button(description="Pause", icon="pause", disabled=True)
-        self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
+        self.stop_button = widgets.Button(
+            description="Stop rounds", icon="stop", disabled=True, tooltip="Stop auto-train"
+        )
         self.figures = widgets.HTML(self._figures(None))
         self.ranked_next = RankedNext(
             project,

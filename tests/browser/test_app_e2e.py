@@ -8,6 +8,7 @@ land in test-output/ for a person to look at.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -58,7 +59,9 @@ def _tab(page: Any, title: str) -> None:
 
 
 def _button(page: Any, text: str) -> Any:
-    return page.locator("button.widget-button:visible", has_text=text).first
+    # exact text: the auto-train bar's "Stop rounds" must not be taken for the Train tab's Stop
+    exact = re.compile(rf"^\s*{re.escape(text)}\s*$")
+    return page.locator("button.widget-button:visible", has_text=exact).first
 
 
 def _loss_points(page: Any) -> int:
@@ -110,7 +113,12 @@ def test_train_stop_predict_from_the_quickstart(lab, page, screenshots):
 
         # Predict: the new model is listed without re-running a cell; pick it, run it
         _tab(page, "Predict")
-        model = page.locator(".widget-dropdown select:visible").first
+        # the model list (the auto-train bar above the tabs has a dropdown of its own)
+        model = (
+            page.locator(".widget-dropdown select:visible")
+            .filter(has=page.locator("option", has_text="model-1"))
+            .first
+        )
         # ipywidgets writes the labels with non-breaking spaces
         options = [o.replace("\xa0", " ") for o in model.locator("option").all_inner_texts()]
         trained = next(i for i, o in enumerate(options) if o.startswith("model-1 · trained"))
