@@ -18,7 +18,7 @@ import torch
 
 import annowidget
 from annowidget.models import ModelCard, ModelRegistry, load_state_dict
-from annowidget.models._runs import run_marker
+from annowidget.models.runs import run_marker
 
 BASE = "ssdlite320_mobilenet_v3_large"
 

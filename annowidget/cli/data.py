@@ -21,8 +21,7 @@ import sys
 from pathlib import Path
 
 from annowidget.cli.errors import CommandError, check_folders
-from annowidget.store import Project
-from annowidget.store._postgres import describe
+from annowidget.store import Project, describe_database
 
 # annowidget.formats (pycocotools, PIL) is imported inside the handlers that need it, so
 # building the parser for `annowidget --help` stays quick.
@@ -130,7 +129,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _init(args: argparse.Namespace) -> int:
     db = args.db or os.environ.get("ANNOWIDGET_DB") or None
     with Project.create(args.project, images_root=args.images, db=db) as project:
-        where = "" if project.dsn is None else f", data on {describe(project.dsn)}"
+        where = "" if project.dsn is None else f", data on {describe_database(project.dsn)}"
         print(f"created project {project.root} (images under {project.images_root}{where})")
     print(f"next: annowidget import {args.project} --format images {args.images}")
     return 0
@@ -140,7 +139,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from annowidget.store.migrate import migrate
 
     counts = migrate(args.project, args.to)
-    target = "SQLite" if args.to == "sqlite" else describe(args.to)
+    target = "SQLite" if args.to == "sqlite" else describe_database(args.to)
     print(f"moved {args.project} to {target}: " + _pairs(counts))
     return 0
 

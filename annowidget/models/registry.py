@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from annowidget.models import zoo
-from annowidget.models._runs import remove_temp_files, run_is_dead
 from annowidget.models.card import (
     CARD_FILE,
     WEIGHTS_FILE,
@@ -31,6 +30,7 @@ from annowidget.models.card import (
     save_state_dict,
 )
 from annowidget.models.catalog import BASE_MODELS, torchvision_weights
+from annowidget.models.runs import remove_temp_files, run_is_dead
 from annowidget.models.weights import weights_available
 
 __all__ = ["ModelEntry", "ModelRegistry", "build_kwargs", "check_weights", "validate_model_name"]

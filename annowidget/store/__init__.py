@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+from annowidget.store._postgres import describe as describe_database
 from annowidget.store.errors import ChangedElsewhereError, ProjectError
 from annowidget.store.images import (
     DisplayImage,
@@ -39,6 +40,7 @@ __all__ = [
     "ProjectError",
     "Snapshot",
     "decode_for_model",
+    "describe_database",
     "display_bytes",
     "load_rgb",
     "probe_image",

@@ -44,10 +44,10 @@ import torch
 from torch import nn
 
 from annowidget.models import zoo
-from annowidget.models._runs import run_marker
 from annowidget.models.card import WEIGHTS_FILE, ModelCard, load_state_dict
 from annowidget.models.catalog import BASE_MODELS, input_size, max_size_for
 from annowidget.models.registry import ModelRegistry, build_kwargs, validate_model_name
+from annowidget.models.runs import run_marker
 from annowidget.models.tasks import check_task
 from annowidget.models.warm_start import transfer_weights
 from annowidget.store import Project, Snapshot
