@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from annowidget_permissions import AS_A_USER
 from PIL import Image as PILImage
 
 from annowidget.cli import main
@@ -248,7 +248,6 @@ def test_a_damaged_project_database_is_one_line_not_a_traceback(tmp_path: Path, 
     assert result.stderr.startswith(f"annowidget info: error: {project}")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_a_read_only_project_folder_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
     project = tmp_path / "p"
@@ -256,7 +255,15 @@ def test_a_read_only_project_folder_is_one_line_not_a_traceback(tmp_path: Path) 
     project.chmod(0o555)
     try:
         result = subprocess.run(
-            [*_command(), "import", str(project), str(tmp_path / "images"), "--format", "images"],
+            [
+                *AS_A_USER,
+                *_command(),
+                "import",
+                str(project),
+                str(tmp_path / "images"),
+                "--format",
+                "images",
+            ],
             capture_output=True,
             text=True,
             timeout=60,

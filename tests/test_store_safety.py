@@ -19,6 +19,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from annowidget_permissions import AS_A_USER
 
 import annowidget
 from annowidget.formats import export_voc, import_voc, import_yolo
@@ -424,11 +425,22 @@ def test_read_only_mode_reads_and_refuses_edits(sqlite_root: Path) -> None:
             project.add_category("raccoon")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
 def test_info_works_on_a_read_only_project_folder(sqlite_root: Path) -> None:
+    # in a child that meets file permissions (root ignores them otherwise)
+    script = (
+        "import sys; from annowidget.store import Project\n"
+        "with Project.open(sys.argv[1], readonly=True) as project:\n"
+        "    print(project.info()['images'])\n"
+    )
     os.chmod(sqlite_root, 0o555)
     try:
-        with Project.open(sqlite_root, readonly=True) as project:
-            assert project.info()["images"] == 0
+        result = subprocess.run(
+            [*AS_A_USER, sys.executable, "-c", script, str(sqlite_root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         os.chmod(sqlite_root, 0o755)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
