@@ -244,3 +244,14 @@ def drag(page: Any, start: tuple[float, float], end: tuple[float, float], steps:
     page.mouse.down()
     page.mouse.move(*end, steps=steps)
     page.mouse.up()
+
+
+def wait_until(condition: Any, *, timeout: float = 60.0, what: str = "condition") -> Any:
+    """Poll ``condition()`` every 0.25 s until it is truthy (returned) or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -7,30 +7,32 @@ exactly those changes landed.
 
 from __future__ import annotations
 
+import functools
 import json
-import time
 from pathlib import Path
 
 import pytest
-from _lab import ANNOTATOR, drag, open_and_run, to_image, to_page, view, wait_drawn, write_notebook
+from _lab import (
+    ANNOTATOR,
+    drag,
+    open_and_run,
+    to_image,
+    to_page,
+    view,
+    wait_drawn,
+    wait_until,
+    write_notebook,
+)
 
 from annowidget.store import Project
 
 pytestmark = pytest.mark.browser
 
+_wait = functools.partial(wait_until, timeout=20.0)  # the editor answers within seconds
+
 RACCOON = Path(__file__).parents[2].parent / "shared" / "data" / "raccoon" / "images"
 IMAGES = ["raccoon-1.jpg", "raccoon-10.jpg", "raccoon-100.jpg"]
 PREDICTION = [380.0, 60.0, 200.0, 250.0]  # on raccoon-1.jpg (650x417), score 0.9
-
-
-def _wait(condition, *, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _notebook(lab, project_dir: Path, name: str) -> str:

@@ -9,32 +9,24 @@ painted, the keypoints' coordinates and COCO visibility.
 
 from __future__ import annotations
 
+import functools
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _lab import ANNOTATOR, drag, open_and_run, to_image, to_page, view, write_notebook
+from _lab import ANNOTATOR, drag, open_and_run, to_image, to_page, view, wait_until, write_notebook
 from pycocotools import mask as mask_utils
 
 from annowidget.store import Project
 
 pytestmark = pytest.mark.browser
 
+_wait = functools.partial(wait_until, timeout=20.0)  # the editor answers within seconds
+
 SAMPLE = Path(__file__).parents[2] / "annowidget" / "sample" / "raccoon" / "images"
 W, H = 650, 417  # raccoon-1.jpg
 NAMES = ["nose", "left_eye", "right_eye", "left_ear"]
-
-
-def _wait(condition, *, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _rle(pixels: np.ndarray) -> dict:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _lab import wait_drawn
+from _lab import wait_drawn, wait_until
 
 from annowidget.store import Project
 
@@ -23,16 +22,6 @@ pytestmark = pytest.mark.browser
 
 QUICKSTART = Path(__file__).parents[2] / "notebooks" / "01_quickstart.ipynb"
 APP_CELL = 3  # the cell that shows the LabelingApp
-
-
-def _wait(condition, *, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _run_cells_through(page: Any, lab: Any, notebook: str, last: int) -> None:
@@ -91,10 +80,10 @@ def test_train_stop_predict_from_the_quickstart(lab, page, screenshots):
         # Train: Run, the curve gains points, then Stop after the first epoch is kept
         _tab(page, "Train")
         _button(page, "Run").click()
-        _wait(lambda: _loss_points(page) >= 1, timeout=180, what="the first loss point")
+        wait_until(lambda: _loss_points(page) >= 1, timeout=180, what="the first loss point")
         first = _loss_points(page)
-        _wait(lambda: _loss_points(page) > first, timeout=120, what="more loss points")
-        _wait(
+        wait_until(lambda: _loss_points(page) > first, timeout=120, what="more loss points")
+        wait_until(
             lambda: "epoch 2/" in _visible_text(page, ".widget-label"),
             timeout=300,
             what="the second epoch",
@@ -102,7 +91,7 @@ def test_train_stop_predict_from_the_quickstart(lab, page, screenshots):
         screenshots(page, "1-training")
         assert _button(page, "Run").is_disabled()
         _button(page, "Stop").click()
-        _wait(
+        wait_until(
             lambda: "stopped: kept epoch" in _visible_text(page, ".widget-html"),
             timeout=300,
             what="the stopped message",
@@ -128,21 +117,21 @@ def test_train_stop_predict_from_the_quickstart(lab, page, screenshots):
         page.keyboard.press("Control+a")
         page.keyboard.type("0.05")  # one epoch makes a shy model: keep its weak boxes too
         page.keyboard.press("Enter")
-        _wait(lambda: readout.inner_text().strip() == "0.05", timeout=10, what="threshold")
+        wait_until(lambda: readout.inner_text().strip() == "0.05", timeout=10, what="threshold")
         screenshots(page, "3-predict")
         _button(page, "Run").click()
 
         # Done: the app switches to Label, showing an image with the model's boxes
         project = Project.open(project_dir)
-        _wait(lambda: project.count_images(status="predicted") > 0, what="stored predictions")
-        _wait(
+        wait_until(lambda: project.count_images(status="predicted") > 0, what="stored predictions")
+        wait_until(
             lambda: page.locator(".aw-annotator:visible").count() == 1,
             timeout=120,
             what="the Label tab",
         )
         predicted = {i.id for i in project.images(status="predicted")}
         wait_drawn(page, timeout_ms=60_000)
-        shown = _wait(
+        shown = wait_until(
             lambda: page.evaluate(
                 """() => {
                     const { editor } = document.querySelector('.aw-annotator').__annotator;
@@ -157,7 +146,7 @@ def test_train_stop_predict_from_the_quickstart(lab, page, screenshots):
 
         # Review: the grid is drawn (thumbnails are not a blank canvas)
         _tab(page, "Review")
-        spread = _wait(
+        spread = wait_until(
             lambda: page.evaluate(
                 """() => {
                     const canvas = [...document.querySelectorAll('canvas')]

@@ -4,11 +4,10 @@ untouched images, while the image open in the editor keeps what it had."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
-from _lab import ANNOTATOR, wait_drawn, write_notebook
+from _lab import ANNOTATOR, wait_drawn, wait_until, write_notebook
 
 from annowidget.store import Project
 
@@ -31,16 +30,6 @@ app.auto_train.threshold = 0.05  # keep a barely trained model's boxes
 app.annotator.goto(project.images(folder="unlabeled")[0])
 app
 """
-
-
-def _wait(condition: Any, *, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _figures(page: Any) -> str:
@@ -85,8 +74,8 @@ def test_reviewing_k_images_brings_the_next_rounds_predictions(lab, page, screen
         assert "auto-train is off" in _figures(page)
         page.locator("button.widget-toggle-button:visible", has_text="auto-train").click()
         # 24 reviewed images and no model: round 1 starts at once
-        _wait(lambda: "round 1 (auto-1)" in _figures(page), timeout=300, what="round 1")
-        _wait(lambda: "watching" in _figures(page), timeout=60, what="round 1's predictions")
+        wait_until(lambda: "round 1 (auto-1)" in _figures(page), timeout=300, what="round 1")
+        wait_until(lambda: "watching" in _figures(page), timeout=60, what="round 1's predictions")
         assert f"{EVERY} reviews until the next round" in _figures(page)
         screenshots(page, "0-round-1")
 
@@ -96,15 +85,15 @@ def test_reviewing_k_images_brings_the_next_rounds_predictions(lab, page, screen
             image_id, _ = _shown(page)
             canvas.click(position={"x": 5, "y": 5})  # keyboard focus on the editor
             page.keyboard.press("Enter")
-            _wait(lambda i=image_id: project.image(i).status == "reviewed", what="the review")
-            _wait(lambda i=image_id: _shown(page)[0] != i, what="the next image")
+            wait_until(lambda i=image_id: project.image(i).status == "reviewed", what="the review")
+            wait_until(lambda i=image_id: _shown(page)[0] != i, what="the next image")
             if count < EVERY:
                 left = EVERY - count
-                _wait(lambda n=left: f"{n} reviews until" in _figures(page), what="the count")
+                wait_until(lambda n=left: f"{n} reviews until" in _figures(page), what="the count")
 
         open_id = _shown(page)[0]
-        _wait(lambda: "round 2 (auto-2)" in _figures(page), timeout=300, what="round 2")
-        _wait(lambda: "watching" in _figures(page), timeout=60, what="round 2's predictions")
+        wait_until(lambda: "round 2 (auto-2)" in _figures(page), timeout=300, what="round 2")
+        wait_until(lambda: "watching" in _figures(page), timeout=60, what="round 2's predictions")
         screenshots(page, "1-round-2")
         # the image open in the editor kept round 1's pre-labels
         assert "model:auto-2" not in _sources(project, open_id)
@@ -112,7 +101,7 @@ def test_reviewing_k_images_brings_the_next_rounds_predictions(lab, page, screen
 
         # Next opens an untouched image: the browser shows round 2's predictions
         page.keyboard.press("PageDown")
-        shown_id, _ = _wait(
+        shown_id, _ = wait_until(
             lambda: (s := _shown(page)) and s[0] != open_id and s, what="the next image"
         )
         wait_drawn(page, image_id=shown_id)
@@ -120,11 +109,13 @@ def test_reviewing_k_images_brings_the_next_rounds_predictions(lab, page, screen
         stored = [a.id for a in project.annotations(shown_id, predictions=True)]
         assert stored, "round 2 stored predictions on the untouched image"
         assert all(a.source == "model:auto-2" for a in project.annotations(shown_id))
-        _wait(lambda: sorted(_shown(page)[1]) == sorted(stored), what="round 2's boxes")
+        wait_until(lambda: sorted(_shown(page)[1]) == sorted(stored), what="round 2's boxes")
         screenshots(page, "2-next-image")
 
         page.locator("button.widget-toggle-button:visible", has_text="auto-train").click()
-        _wait(lambda: "auto-train is off" in _figures(page), timeout=120, what="the switch off")
+        wait_until(
+            lambda: "auto-train is off" in _figures(page), timeout=120, what="the switch off"
+        )
     finally:
         page.evaluate(
             "async () => { await window.jupyterapp.shell.currentWidget.sessionContext.shutdown(); }"

@@ -13,21 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _lab import wait_drawn, write_notebook
+from _lab import wait_drawn, wait_until, write_notebook
 
 pytestmark = pytest.mark.browser
 
 APP_CELL = 1  # the cell that shows the app
-
-
-def _wait(condition, *, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _notebook(lab: Any, tmp_path: Path, name: str) -> str:
@@ -117,11 +107,13 @@ def _figure(page: Any) -> dict[str, Any] | None:
 
 
 def _check_views(page: Any, errors: list[str], when: str) -> None:
-    _wait(lambda: page.locator(".lm-TabBar-tab:visible", has_text="Review").count(), what="app")
+    wait_until(
+        lambda: page.locator(".lm-TabBar-tab:visible", has_text="Review").count(), what="app"
+    )
     _tab(page, "Review")
-    _wait(lambda: _grid_drawn(page) > 50, timeout=60, what=f"the Review grid drawn ({when})")
+    wait_until(lambda: _grid_drawn(page) > 50, timeout=60, what=f"the Review grid drawn ({when})")
     _tab(page, "Train")
-    figure = _wait(
+    figure = wait_until(
         lambda: (f := _figure(page)) and f["points"] >= 1 and f,
         timeout=60,
         what=f"the Train figure's curve ({when})",
