@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,9 +28,10 @@ def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, st
     return code, out, err
 
 
-@pytest.fixture
-def campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Image 1 drawn from scratch (13 s); images 2 and 3 corrected after model r1 (20 s)."""
+def _campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, second: str | None) -> Path:
+    """Image 1 drawn from scratch (13 s); images 2 and 3 corrected after model r1 (20 s),
+    by ``second`` when given (one Project handle, its ``user`` changed as the app's field
+    does), else by the same person."""
     now = [T0]
     monkeypatch.setattr(store_annotations, "now", lambda: now[0])
 
@@ -58,6 +58,8 @@ def campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         p1, p2 = (a.id for a in project.replace_predictions(2, rows2, source="model:r1"))
         rows3 = [{"category_id": RACCOON, "bbox": [0, 0, 20, 20], "score": 0.8}]
         (p3,) = (a.id for a in project.replace_predictions(3, rows3, source="model:r1"))
+        if second is not None:
+            project.user = second
         at(60)
         project.accept_prediction(p1, duration=2.0)  # after a 54 s pause: its duration, 2
         at(63)
@@ -71,6 +73,18 @@ def campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         at(78)
         project.set_status(3, "reviewed")  # +1 -> 14 s
     return tmp_path / "proj"
+
+
+@pytest.fixture
+def campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ANNOWIDGET_USER", "ana")
+    return _campaign(tmp_path, monkeypatch, second=None)
+
+
+@pytest.fixture
+def two_authors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ANNOWIDGET_USER", "ana")
+    return _campaign(tmp_path, monkeypatch, second="ben")
 
 
 def test_effort_json_has_the_known_answers(campaign: Path, capsys) -> None:
@@ -110,6 +124,42 @@ def test_effort_table_and_idle_gap(campaign: Path, capsys) -> None:
     # With a 6.5 s idle gap the 7 s before deleting on image 3 no longer count.
     code, out, _ = run(capsys, "effort", campaign, "--json", "--idle-gap", "6.5")
     assert json.loads(out)["rounds"][1]["seconds"] == 13.0
+
+
+def test_effort_per_annotator_on_a_log_with_two_authors(two_authors: Path, capsys) -> None:
+    code, out, err = run(capsys, "effort", two_authors, "--json")
+    assert (code, err) == (0, "")
+    data = json.loads(out)
+    ben, ana = data["annotators"]  # most images first
+    assert (ben["annotator"], ben["images"], ben["seconds"], ben["seconds_per_image"]) == (
+        "ben",
+        2,
+        20.0,
+        10.0,
+    )
+    assert (ben["predictions_reviewed"], ben["accepted_unchanged"]) == (3, 1)
+    assert ben["share_accepted_unchanged"] == pytest.approx(1 / 3, abs=1e-4)
+    assert (ana["annotator"], ana["images"], ana["seconds"]) == ("ana", 1, 13.0)
+    assert ana["share_accepted_unchanged"] is None  # from scratch: nothing to accept
+    assert [r["images"] for r in data["rounds"]] == [1, 2]  # the rounds are unchanged
+
+    code, out, _ = run(capsys, "effort", two_authors)
+    assert code == 0
+    rounds, people = out.strip().split("\n\n")
+    assert len(rounds.splitlines()) == 4
+    header, ben_line, ana_line = people.splitlines()
+    assert header.split() == ["annotator", "images", "s/image", "decided", "accepted%"]
+    assert ben_line.split() == ["ben", "2", "10.0", "3", "33%"]
+    assert ana_line.split() == ["ana", "1", "13.0", "0", "-"]
+
+
+def test_one_annotator_gets_no_annotator_table_but_json_names_them(campaign: Path, capsys) -> None:
+    code, out, _ = run(capsys, "effort", campaign)
+    assert code == 0
+    assert "annotator" not in out
+    code, out, _ = run(capsys, "effort", campaign, "--json")
+    (ana,) = json.loads(out)["annotators"]
+    assert (ana["annotator"], ana["images"], ana["seconds"]) == ("ana", 3, 33.0)
 
 
 def test_effort_errors_are_one_line(tmp_path: Path, capsys) -> None:

@@ -2,8 +2,10 @@
 
 ``compare`` scores two models on the same folder (:mod:`annowidget.effort.compare`);
 ``effort`` prints the effort meter's per-round table with each round's model scored on the
-images people corrected (:mod:`annowidget.effort`). Both print a text table, or JSON with
-``--json``; errors become one line through ``annowidget.cli.main``.
+images people corrected (:mod:`annowidget.effort`), and below it, when more than one person
+labeled (a shared project), a table per annotator; one person's table would repeat the
+totals line. Both print a text table, or JSON with ``--json`` (``annotators`` is always in
+it); errors become one line through ``annowidget.cli.main``.
 
 Example:
     $ annowidget compare raccoons --models round-1 round-2 --folder test
@@ -75,21 +77,88 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _effort(args: argparse.Namespace) -> int:
-    from annowidget.effort import effort_per_round, ongoing_evaluation
+    from annowidget.effort import effort_per_annotator, effort_per_round, ongoing_evaluation
     from annowidget.effort.meter import DEFAULT_IDLE_GAP
 
     idle_gap = DEFAULT_IDLE_GAP if args.idle_gap is None else args.idle_gap
     if not idle_gap > 0:
         raise ValueError(f"--idle-gap must be a positive number of seconds, got {idle_gap}")
     with Project.open(args.project) as project:
-        rounds = effort_per_round(project, idle_gap=idle_gap, reviewed_only=not args.all_images)
+        reviewed_only = not args.all_images
+        rounds = effort_per_round(project, idle_gap=idle_gap, reviewed_only=reviewed_only)
         scores = ongoing_evaluation(project)
+        people = effort_per_annotator(project, idle_gap=idle_gap, reviewed_only=reviewed_only)
     rows = [round_dict(r, scores.get(r.model) if r.model else None) for r in rounds]
+    annotators = [annotator_dict(name, row) for name, row in people.items()]
     if args.json:
-        print(json.dumps({"idle_gap": idle_gap, "rounds": rows}, indent=2))
+        print(
+            json.dumps({"idle_gap": idle_gap, "rounds": rows, "annotators": annotators}, indent=2)
+        )
     else:
         print(effort_table(rows))
+        if len(annotators) > 1:
+            print()
+            print(annotator_table(annotators))
     return 0
+
+
+def annotator_dict(author: str, row: dict[str, float | None]) -> dict[str, Any]:
+    """One annotator's line of :func:`~annowidget.effort.effort_per_annotator`, JSON-ready.
+
+    Example:
+        >>> annotator_dict("ana", {"images": 2, "seconds": 30.0, "seconds_per_image": 15.0,
+        ...     "predictions_reviewed": 0, "accepted_unchanged": 0,
+        ...     "share_accepted_unchanged": None})["seconds_per_image"]
+        15.0
+    """
+    return {
+        "annotator": author,
+        "images": row["images"],
+        "seconds": round(float(row["seconds"] or 0.0), 3),
+        "seconds_per_image": round(float(row["seconds_per_image"] or 0.0), 3),
+        "predictions_reviewed": row["predictions_reviewed"],
+        "accepted_unchanged": row["accepted_unchanged"],
+        "share_accepted_unchanged": _rounded(row["share_accepted_unchanged"]),
+    }
+
+
+def annotator_table(rows: list[dict[str, Any]]) -> str:
+    """The rows of :func:`annotator_dict` as a text table, most images first.
+
+    Example:
+        >>> print(annotator_table([{"annotator": "ana", "images": 2, "seconds": 30.0,
+        ...     "seconds_per_image": 15.0, "predictions_reviewed": 4, "accepted_unchanged": 3,
+        ...     "share_accepted_unchanged": 0.75}]))
+        annotator  images  s/image  decided  accepted%
+        ana             2     15.0        4        75%
+    """
+    from annowidget.effort.summary import annotator_label
+
+    cells = [["annotator", "images", "s/image", "decided", "accepted%"]]
+    for row in rows:
+        share = row["share_accepted_unchanged"]
+        cells.append(
+            [
+                annotator_label(row["annotator"]),
+                str(row["images"]),
+                f"{row['seconds_per_image']:.1f}",
+                str(row["predictions_reviewed"]),
+                "-" if share is None else f"{share * 100:.0f}%",
+            ]
+        )
+    return "\n".join(_aligned(cells))
+
+
+def _aligned(cells: list[list[str]]) -> list[str]:
+    """Text table lines: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    return [
+        "  ".join(
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in cells
+    ]
 
 
 def round_dict(effort: Any, score: Any = None) -> dict[str, Any]:
@@ -174,14 +243,7 @@ def effort_table(rows: list[dict[str, Any]]) -> str:
         return "no reviewed work in the action log yet"
     cells = [[title for title, _ in _COLUMNS]]
     cells += [[_cell(row, key) for _, key in _COLUMNS] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
-    lines = [
-        "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
-        )
-        for line in cells
-    ]
+    lines = _aligned(cells)
     total_images = sum(row["images"] for row in rows)
     total_seconds = sum(row["seconds"] for row in rows)
     lines.append(

@@ -154,28 +154,62 @@ def _image_effort(session: _replay.Session, replayed: _replay.Replay) -> ImageEf
 
 
 def effort_per_annotator(
-    project: Project, *, idle_gap: float = DEFAULT_IDLE_GAP
-) -> dict[str, dict[str, float]]:
-    """Images labeled and active seconds per annotator (a shared project's room view).
+    project: Project, *, idle_gap: float = DEFAULT_IDLE_GAP, reviewed_only: bool = False
+) -> dict[str, dict[str, float | None]]:
+    """Images labeled, active seconds and predicted boxes accepted unchanged per annotator
+    (a shared project's room view), keyed by the log's author (``""``: rows older than
+    authorship), most images first.
 
     Each person's seconds are timed on their own timeline, so two people working at once
-    are not counted as one person's gaps.
+    are not counted as one person's gaps. An image (and its boxes' fates) counts for the
+    person who gave it the most seconds; helpers' seconds still count as theirs.
+    ``reviewed_only=True`` counts only images reviewed now, as :func:`effort_per_round`
+    does. ``share_accepted_unchanged`` is over the predicted boxes the person decided about
+    (``None`` when there were none, as when labeling from scratch).
 
     Example:
-        >>> # effort_per_annotator(project)["ana"]  # {"images": 12, "seconds": 310.0, ...}
+        >>> # effort_per_annotator(project)["ana"]
+        >>> # {"images": 12, "seconds": 310.0, "seconds_per_image": 25.8,
+        >>> #  "predictions_reviewed": 30, "accepted_unchanged": 21,
+        >>> #  "share_accepted_unchanged": 0.7}
     """
     replayed = _replay.replay_project(project, idle_gap)
-    table: dict[str, dict[str, float]] = {}
+    tallies: dict[str, _Tally] = {}
     for session in replayed.sessions:
         if not session.labeling:
             continue
+        effort = _image_effort(session, replayed)
+        if reviewed_only and not effort.reviewed:
+            continue
         for author, seconds in session.seconds_by.items():
-            row = table.setdefault(author, {"images": 0, "seconds": 0.0})
-            row["seconds"] += seconds
-            row["images"] += author == session.annotator
-    for row in table.values():
-        row["seconds_per_image"] = row["seconds"] / row["images"] if row["images"] else 0.0
-    return table
+            tallies.setdefault(author, _Tally()).seconds += seconds
+        owner = tallies.setdefault(effort.annotator, _Tally())
+        owner.images += 1
+        owner.predictions_reviewed += effort.predictions_reviewed
+        owner.accepted_unchanged += effort.accepted_unchanged
+    ordered = sorted(tallies.items(), key=lambda item: (-item[1].images, item[0]))
+    return {author: tally.as_dict() for author, tally in ordered}
+
+
+@dataclass
+class _Tally:
+    """One annotator's running totals while :func:`effort_per_annotator` replays the log."""
+
+    images: int = 0
+    seconds: float = 0.0
+    predictions_reviewed: int = 0
+    accepted_unchanged: int = 0
+
+    def as_dict(self) -> dict[str, float | None]:
+        decided = self.predictions_reviewed
+        return {
+            "images": self.images,
+            "seconds": self.seconds,
+            "seconds_per_image": self.seconds / self.images if self.images else 0.0,
+            "predictions_reviewed": decided,
+            "accepted_unchanged": self.accepted_unchanged,
+            "share_accepted_unchanged": self.accepted_unchanged / decided if decided else None,
+        }
 
 
 def effort_per_round(

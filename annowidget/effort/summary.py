@@ -19,7 +19,7 @@ from annowidget.effort.meter import DEFAULT_IDLE_GAP, RoundEffort, effort_per_ro
 from annowidget.effort.ongoing import DEFAULT_IOU, DEFAULT_THRESHOLD, ongoing_evaluation
 from annowidget.store import Project
 
-__all__ = ["FROM_SCRATCH", "gain_summary", "round_label"]
+__all__ = ["FROM_SCRATCH", "UNKNOWN_ANNOTATOR", "annotator_label", "gain_summary", "round_label"]
 
 #: The name of the round of images labeled without a model's predictions.
 FROM_SCRATCH = "from scratch"
@@ -33,6 +33,20 @@ def round_label(model: str | None) -> str:
         ('from scratch', 'round-2')
     """
     return FROM_SCRATCH if model is None else model
+
+
+#: The name of the author of log rows written before the log named its authors.
+UNKNOWN_ANNOTATOR = "(unknown)"
+
+
+def annotator_label(author: str) -> str:
+    """The name an annotator goes by in tables.
+
+    Example:
+        >>> annotator_label("ana"), annotator_label("")
+        ('ana', '(unknown)')
+    """
+    return author or UNKNOWN_ANNOTATOR
 
 
 def _number(value: float | None) -> str:

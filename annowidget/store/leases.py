@@ -15,10 +15,17 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 LEASE_S = float(os.environ.get("ANNOWIDGET_LEASE_S", "120"))
 """How long an image stays leased to an annotator who does nothing with it (seconds)."""
+
+
+class Lease(NamedTuple):
+    """Who holds an image, and until when (epoch seconds; renewed by each of their edits)."""
+
+    author: str
+    expires: float
 
 
 def holder(connection: Any, image_id: int, now: float) -> str | None:
@@ -27,6 +34,14 @@ def holder(connection: Any, image_id: int, now: float) -> str | None:
         "SELECT author FROM leases WHERE image_id = ? AND expires > ?", (int(image_id), now)
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+def live(connection: Any, now: float) -> dict[int, Lease]:
+    """Every live lease, by image id: one small query (a row per image someone has open)."""
+    rows = connection.execute(
+        "SELECT image_id, author, expires FROM leases WHERE expires > ?", (now,)
+    ).fetchall()
+    return {int(row[0]): Lease(str(row[1]), float(row[2])) for row in rows}
 
 
 def take(connection: Any, image_id: int, author: str, now: float, seconds: float) -> str | None:

@@ -559,6 +559,18 @@ class Project:
         """Who holds a live lease on the image, or None."""
         return leases.holder(self._db, image_id, annotations.now())
 
+    def live_leases(self, *, others: bool = True) -> dict[int, leases.Lease]:
+        """The live leases by image id: who is labeling what right now (the Gallery's
+        badges). ``others=True`` leaves out :attr:`user`'s own.
+
+        Example:
+            >>> # {image_id: lease.author for image_id, lease in project.live_leases().items()}
+        """
+        live = leases.live(self._db, annotations.now())
+        if not others:
+            return live
+        return {i: lease for i, lease in live.items() if lease.author != self.user}
+
     def next_unlabeled(
         self,
         *,
