@@ -206,3 +206,36 @@ def test_empty_state_until_there_is_work(tmp_path: Path, clock: Clock) -> None:
         assert panel.empty.layout.display == "none"
         assert panel.plots.layout.display is None
         assert list(_traces(panel)["seconds per image"].x) == [FROM_SCRATCH]
+
+
+def test_a_second_annotator_brings_a_table_per_annotator(project: Project, clock: Clock) -> None:
+    panel = EffortPanel(project)
+    assert len(panel.annotators) == 1
+    assert panel.annotator_table.value == ""  # one person: the rounds' totals say it all
+    solo = project.user
+    with Project.open(project.root) as other:  # another participant, same project file
+        other.user = "ben" if solo != "ben" else "cat"
+        clock.at(300)
+        rows = [{"category_id": RACCOON, "bbox": [0, 0, 30, 30], "score": 0.8}]
+        (box,) = other.replace_predictions(4, rows, source="model:r2")
+        clock.at(305)
+        other.accept_prediction(box.id, duration=3.0)  # their first action: its duration
+        clock.at(306)
+        other.set_status(4, "reviewed")  # +1 -> 4 s
+    panel.refresh()
+    assert list(panel.annotators) == [solo, other.user]  # most images first
+    mine, theirs = panel.annotators[solo], panel.annotators[other.user]
+    assert (mine["images"], mine["seconds"], mine["seconds_per_image"]) == (3, 32.0, 32.0 / 3)
+    assert (mine["predictions_reviewed"], mine["accepted_unchanged"]) == (3, 1)
+    assert (theirs["images"], theirs["seconds"], theirs["share_accepted_unchanged"]) == (
+        1,
+        4.0,
+        1.0,
+    )
+    table = panel.annotator_table.value
+    assert "per annotator" in table
+    assert table.count("<tr>") == 3  # header + two people
+    assert f">{other.user}<" in table
+    assert ">1 (100%)<" in table  # their one prediction, kept as is
+    assert ">1 (33%)<" in table  # the first person's: 1 of 3 kept unchanged
+    assert ">10.7<" in table  # 32 s over 3 images

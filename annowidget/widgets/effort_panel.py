@@ -12,9 +12,14 @@ each other), updated inside ``batch_update()``:
   on the images people corrected after it pre-labeled them, on a 0-1 axis, from
   :func:`~annowidget.effort.ongoing_evaluation`.
 
-Below it, a table with the same rounds in numbers. Before any reviewed work, the plots are
-hidden and a line says what will appear here. Refresh re-reads the action log (so does
-changing the idle gap); errors are shown in the panel, never raised into the notebook.
+Below it, a table with the same rounds in numbers, and, once more than one person labeled
+(a shared project), a table per annotator: images, seconds per image and the share of
+predicted boxes they accepted unchanged, from
+:func:`~annowidget.effort.effort_per_annotator` (reviewed images only, like the rounds).
+One person's row would only repeat the totals, so a single user never sees it. Before any
+reviewed work, the plots are hidden and a line says what will appear here. Refresh re-reads
+the action log (so does changing the idle gap); errors are shown in the panel, never raised
+into the notebook.
 """
 
 from __future__ import annotations
@@ -26,10 +31,16 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from annowidget.effort import ModelScore, RoundEffort, effort_per_round, ongoing_evaluation
+from annowidget.effort import (
+    ModelScore,
+    RoundEffort,
+    effort_per_annotator,
+    effort_per_round,
+    ongoing_evaluation,
+)
 from annowidget.effort.meter import DEFAULT_IDLE_GAP
 from annowidget.effort.ongoing import DEFAULT_IOU, DEFAULT_THRESHOLD
-from annowidget.effort.summary import FROM_SCRATCH, round_label
+from annowidget.effort.summary import FROM_SCRATCH, annotator_label, round_label
 from annowidget.store import Project
 
 __all__ = ["FROM_SCRATCH", "EffortPanel", "round_label"]
@@ -74,6 +85,8 @@ class EffortPanel(widgets.VBox):
         self.threshold = float(threshold)
         self.rounds: list[RoundEffort] = []
         self.scores: dict[str, ModelScore] = {}
+        #: per annotator, most images first (:func:`~annowidget.effort.effort_per_annotator`)
+        self.annotators: dict[str, dict[str, float | None]] = {}
         self.refreshed_at: float | None = None
 
         self.refresh_button = widgets.Button(
@@ -91,6 +104,7 @@ class EffortPanel(widgets.VBox):
         )
         self.message = widgets.HTML()
         self.table = widgets.HTML()
+        self.annotator_table = widgets.HTML()
         self.empty = widgets.HTML(
             f"<p style='color:#555;max-width:640px'>{html.escape(EMPTY_STATE)}</p>",
             layout=widgets.Layout(display="none"),
@@ -106,6 +120,7 @@ class EffortPanel(widgets.VBox):
                 self.empty,
                 self.plots,
                 self.table,
+                self.annotator_table,
             ]
         )
         self.refresh()
@@ -118,19 +133,22 @@ class EffortPanel(widgets.VBox):
             >>> panel.refresh()  # doctest: +SKIP
             True
         """
+        idle_gap = float(self.idle_gap.value)
         try:
-            rounds = effort_per_round(self.project, idle_gap=float(self.idle_gap.value))
+            rounds = effort_per_round(self.project, idle_gap=idle_gap)
             scores = ongoing_evaluation(self.project, iou=self.iou, threshold=self.threshold)
+            people = effort_per_annotator(self.project, idle_gap=idle_gap, reviewed_only=True)
         except Exception as exc:  # a panel shows the problem; it must not break the notebook
             self._show_error(exc)
             return False
-        self.rounds, self.scores = rounds, scores
+        self.rounds, self.scores, self.annotators = rounds, scores, people
         self.refreshed_at = time.time()
         self._update_figure()
         nothing = not rounds and not scores
         self.empty.layout.display = None if nothing else "none"
         self.plots.layout.display = "none" if nothing else None
         self.table.value = _table_html(rounds, scores, self.threshold)
+        self.annotator_table.value = _annotators_html(people) if len(people) > 1 else ""
         images = sum(r.images for r in rounds)
         self.message.value = (
             f"{len(rounds)} round(s), {images} reviewed image(s); "
@@ -221,6 +239,35 @@ def _number(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _html_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    head = "".join(f"<th style='padding:2px 8px'>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td style='padding:2px 8px;text-align:right'>{html.escape(c)}</td>" for c in r)
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _annotators_html(people: dict[str, dict[str, float | None]]) -> str:
+    header = ("annotator", "images", "s / image", "predicted boxes decided", "accepted unchanged")
+    rows = []
+    for author, row in people.items():
+        share = row["share_accepted_unchanged"]
+        rows.append(
+            (
+                annotator_label(author),
+                f"{row['images']:.0f}",
+                f"{row['seconds_per_image']:.1f}",
+                f"{row['predictions_reviewed']:.0f}",
+                f"{row['accepted_unchanged']:.0f}" + ("" if share is None else f" ({share:.0%})"),
+            )
+        )
+    title = "<p style='margin:12px 0 2px'><b>per annotator</b> (reviewed images)</p>"
+    return title + _html_table(header, rows)
+
+
 def _table_html(rounds: list[RoundEffort], scores: dict[str, ModelScore], threshold: float) -> str:
     if not rounds:
         return ""
@@ -257,11 +304,4 @@ def _table_html(rounds: list[RoundEffort], scores: dict[str, ModelScore], thresh
             _number(score.ap50 if score else None, ".2f"),
         )
         rows.append(cells)
-    head = "".join(f"<th style='padding:2px 8px'>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>"
-        + "".join(f"<td style='padding:2px 8px;text-align:right'>{html.escape(c)}</td>" for c in r)
-        + "</tr>"
-        for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return _html_table(header, rows)
