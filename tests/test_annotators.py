@@ -36,6 +36,24 @@ def test_every_log_row_names_its_author(root: Path, monkeypatch: pytest.MonkeyPa
     assert [(a.action, a.author) for a in log][-2:] == [("add", "ana"), ("delete", "ben")]
 
 
+def test_a_bad_annotator_name_is_refused_naming_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from annowidget.store import ProjectError
+
+    root = tmp_path / "proj"
+    Project.create(root, images_root=tmp_path).close()
+    with Project.open(root) as project:
+        for bad, reason in (("  ", "blank"), ("x" * 65, "at most 64"), ("a\nb", "control")):
+            with pytest.raises(ProjectError, match=f"user: .*{reason}"):
+                project.user = bad
+        project.user = " ana  "
+        assert project.user == "ana"
+    monkeypatch.setenv("ANNOWIDGET_USER", "x" * 65)
+    with pytest.raises(ProjectError, match="ANNOWIDGET_USER: at most 64"):
+        Project.open(root)
+
+
 def test_conflicting_edits_last_writer_wins_and_the_log_keeps_both(root: Path) -> None:
     with Project.open(root) as ana, Project.open(root) as ben:
         ana.user, ben.user = "ana", "ben"

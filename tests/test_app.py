@@ -175,3 +175,33 @@ def test_a_class_added_anywhere_reaches_every_tab(project):
     kit = project.categories()[-1]
     assert kit.name == "raccoon kit"
     assert kit.id in app.gallery._colors
+
+
+def test_the_annotator_field_signs_the_next_edits(project, monkeypatch):
+    monkeypatch.setenv("ANNOWIDGET_USER", "sam")
+    app = LabelingApp(project.root)  # opened here: the store's default name
+    mine = app.project
+    assert mine.user == app.user_field.name.value == "sam"
+    image = mine.images(folder="unlabeled")[0]
+    app.annotator.goto(image)
+    assert mine.lease_holder(image.id) == "sam"
+
+    app.user_field.name.value = "  ana "  # typed into the header
+    assert mine.user == app.user_field.name.value == "ana"
+    assert mine.lease_holder(image.id) == "ana"  # the open image moves with the name
+    app.annotator._handle_custom_msg(
+        {"type": "add", "category_id": 1, "bbox": [5, 5, 30, 30], "seq": 1}, []
+    )
+    app.user_field.name.value = "ben"
+    app.annotator._handle_custom_msg(
+        {"type": "add", "category_id": 1, "bbox": [50, 5, 30, 30], "seq": 2}, []
+    )
+    adds = [a.author for a in mine.actions(image_id=image.id) if a.action == "add"]
+    assert adds == ["ana", "ben"]
+
+    app.user_field.name.value = "   "  # refused: the name in force stays, and says why
+    assert mine.user == app.user_field.name.value == "ben"
+    assert "must not be blank" in app.user_field.message.value
+    app.user_field.name.value = "cat"
+    assert app.user_field.message.value == ""
+    assert mine.user == "cat"

@@ -66,11 +66,33 @@ def default_user() -> str:
     """
     name = os.environ.get("ANNOWIDGET_USER", "").strip()
     if name:
-        return name
+        return check_user(name, field="ANNOWIDGET_USER")
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # a container user with no passwd entry
         return "unknown"
+
+
+MAX_USER_CHARS = 64
+"""The longest annotator name: it is written on every log row and shown in tables."""
+
+
+def check_user(name: object, *, field: str = "user") -> str:
+    """An annotator name as stored: surrounding spaces removed; blank, overlong or
+    control characters raise :class:`ProjectError` naming ``field``.
+
+    Example:
+        >>> check_user("  ana ")
+        'ana'
+    """
+    text = str(name).strip() if isinstance(name, str) else ""
+    if not text:
+        raise ProjectError(f"{field}: an annotator name must not be blank; got {name!r}")
+    if len(text) > MAX_USER_CHARS:
+        raise ProjectError(f"{field}: at most {MAX_USER_CHARS} characters; got {len(text)}")
+    if not text.isprintable():
+        raise ProjectError(f"{field}: {text!r} holds control characters")
+    return text
 
 
 def _read_pointer(pointer: Path) -> str:
@@ -101,6 +123,7 @@ class Project:
         self.root = Path(root).absolute()
         self.db_path = self.root / DB_NAME
         self.readonly = readonly
+        self.user = default_user()  # first: a bad $ANNOWIDGET_USER leaves nothing open
         self.dsn: str | None = None
         pointer = self.root / POINTER_NAME
         if pointer.is_file():
@@ -113,8 +136,6 @@ class Project:
             raise ProjectError(f"{self.root}: not an annowidget project (no {DB_NAME})")
         else:
             self._connections = Connections(self.db_path, readonly=readonly)
-        self.user = default_user()
-        """Who this object's edits and log rows are signed with; settable (the app's user field)."""
         try:
             if self.dsn is None and not readonly:
                 _schema.upgrade(self._db)
@@ -125,6 +146,16 @@ class Project:
         if stored_root is None:
             raise ProjectError(f"{self.db_path}: the images root is missing from the project")
         self.images_root = (self.root / stored_root).absolute()
+
+    @property
+    def user(self) -> str:
+        """Who this object's edits, log rows and leases are signed with; settable (the
+        app's annotator field), checked by :func:`check_user`."""
+        return self._user
+
+    @user.setter
+    def user(self, name: str) -> None:
+        self._user = check_user(name)
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod

@@ -13,7 +13,8 @@ It only wires them together over one project; each keeps its own logic:
 - the Effort tab re-reads the action log when it is shown, so each round's seconds per
   image and share of predictions accepted unchanged sit next to the training curves;
 - the header repeats the training progress (linked in the browser, no kernel round trip),
-  so a run can be watched from any tab;
+  so a run can be watched from any tab, and holds the "annotator" name the next edits are
+  signed with (shared projects; it defaults to ``$ANNOWIDGET_USER`` or the login);
 - the auto-train bar (continuous mode) reads the Train tab's task, base model and
   hyperparameters when switched on, never touches the image open in the Annotator, and
   while on, the Annotator's Next follows the expected correction time.
@@ -30,6 +31,7 @@ import ipywidgets as widgets
 from annowidget.store import Image, Project
 from annowidget.train.hyperparameters import Hyperparameters
 from annowidget.widgets._project_events import subscribe
+from annowidget.widgets._user_field import UserField
 from annowidget.widgets.auto_train import AutoTrainBar
 from annowidget.widgets.effort_panel import EffortPanel
 from annowidget.widgets.gallery import Gallery
@@ -102,8 +104,9 @@ class LabelingApp(widgets.VBox):
             widgets.jslink((self.training.progress, "value"), (mini_progress, "value")),
             widgets.jslink((self.training.progress_text, "value"), (mini_text, "value")),
         ]
+        self.user_field = UserField(project, current_image=lambda: self.annotator.image)
         header = widgets.HBox(
-            [self.summary, mini_progress, mini_text],
+            [self.summary, mini_progress, mini_text, self.user_field],
             layout=widgets.Layout(align_items="center", justify_content="space-between"),
         )
 
