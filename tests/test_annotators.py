@@ -154,6 +154,38 @@ def test_two_annotator_widgets_are_shown_different_unlabeled_images(root: Path) 
             ben.close()
 
 
+def test_next_and_submit_pass_over_the_image_another_annotator_holds(root: Path) -> None:
+    from annowidget.widgets.annotator import Annotator
+
+    with Project.open(root) as ana_project, Project.open(root) as ben_project:
+        ana_project.user, ben_project.user = "ana", "ben"
+        ana = Annotator(ana_project, folder="unlabeled")
+        ben = Annotator(ben_project, folder="unlabeled")
+        try:
+            first, second, third, fourth = ana.image_ids[:4]
+            ana.goto(second)  # ana labels the second image
+            ben.goto(first)
+            ben._handle_custom_msg({"type": "next"}, [])  # Space
+            assert ben.image.id == third  # not ana's
+            ana.goto(fourth)  # ana moves on; she still holds the second for a while
+            ben.previous()
+            assert ben.image.id == second  # going back on purpose is allowed
+            ben._handle_custom_msg({"type": "submit"}, [])  # Enter: reviewed, then Next
+            assert ben_project.image(second).status == "reviewed"
+            assert ben.image.id == third
+            ben._handle_custom_msg({"type": "next"}, [])
+            assert ben.image.id == ben.image_ids[4]  # past the fourth, ana's now
+            last = ben.image_ids[-1]
+            assert ana_project.lease(last)
+            ben.goto(ben.image_ids[-2])
+            ben.next()  # every later image is held: Next still moves, and says by whom
+            assert ben.image.id == last
+            assert "ana is labeling this image" in ben.message
+        finally:
+            ana.close()
+            ben.close()
+
+
 def test_the_effort_meter_times_each_annotator_on_their_own_timeline(root: Path) -> None:
     from annowidget.effort import effort_per_annotator, effort_per_image
 

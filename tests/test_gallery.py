@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 
 import pytest
 from ipycanvas.canvas import _CANVAS_MANAGER, COMMANDS
@@ -249,3 +250,81 @@ def test_the_grid_follows_edits_from_any_widget(project):
     assert "9 unlabeled" in gallery.status.value
     time.sleep(0.3)
     assert gallery.batches_sent == drawn + 1
+
+
+# ----------------------------------------------------------------- several annotators
+@pytest.fixture
+def shared(tmp_path, backend_db) -> Iterator[tuple[Project, Project]]:
+    """Two handles on one project (SQLite file or PostgreSQL database): ana's and ben's."""
+    root = tmp_path / "shared"
+    annowidget.sample_project(root, db=backend_db).close()
+    with Project.open(root) as ana, Project.open(root) as ben:
+        ana.user, ben.user = "ana", "ben"
+        yield ana, ben
+
+
+def _wait(condition, seconds: float = 10.0) -> float:
+    """Seconds until ``condition()`` held (fails after ``seconds``)."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < seconds, "the grid did not follow in time"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def _badges(message: list) -> list[str]:
+    return [a[0] for n, a in _commands(message) if n == "fillText" and "edited by" in str(a)]
+
+
+def test_the_grid_follows_another_annotator_and_badges_their_image(shared, sent):
+    from annowidget.widgets.annotator import Annotator
+
+    ana, ben = shared
+    gallery = Gallery(ana, sort="status", columns=5, rows=2)
+    gallery.select_mode.value = True
+    _click(gallery, 4)  # ana is picking images for smart prediction
+    picked, order = list(gallery.selected), gallery.image_ids
+    target = next(i for i in gallery.page_images if i.status == "unlabeled" and i.id not in picked)
+    assert not gallery.leased
+    assert _badges(sent[-1]) == []
+
+    editor = Annotator(ben, folder="unlabeled")  # ben, in his own notebook
+    try:
+        editor.goto(target)  # leases it to ben
+        editor._handle_custom_msg(
+            {"type": "add", "category_id": 1, "bbox": [3, 4, 50, 60], "seq": 1}, []
+        )
+        box = ben.annotations(target.id)[0]
+        waited = _wait(lambda: any(a.id == box.id for a in gallery._annotations[target.id]))
+        assert waited < 6  # the change counter is read every second, edits gathered for one
+        assert gallery.leased[target.id].author == "ben"
+        assert "being edited by ben" in _badges(sent[-1])
+        assert "1 being edited by others" in gallery.status.value
+        # the selection in progress and the tiles under the pointer stay as they were,
+        # though the edit made the image reviewed (a fresh sort by status would move it)
+        assert gallery.selected == picked
+        assert gallery.image_ids == order
+        assert ana.image(target.id).status == "reviewed"
+        gallery.refresh()  # sorting afresh is asked for, not imposed
+        assert gallery.image_ids != order
+        ana_own = ana.images(folder="unlabeled")[-1]
+        assert ana.lease(ana_own.id)
+        gallery.refresh()
+        assert ana_own.id not in gallery.leased  # one's own images carry no badge
+    finally:
+        editor.close()
+        gallery.close()
+
+
+def test_a_badge_goes_when_its_lease_runs_out(shared, sent):
+    ana, ben = shared
+    image = ana.images(folder="unlabeled")[0]
+    assert ben.lease(image.id, seconds=1.5)  # ben opens it, then goes quiet
+    gallery = Gallery(ana, sort="file name", columns=10, rows=4)
+    try:
+        assert gallery.leased[image.id].author == "ben"
+        assert "being edited by ben" in _badges(sent[-1])
+        _wait(lambda: not gallery.leased)  # no edit to follow: the expiry itself redraws
+        assert _badges(sent[-1]) == []
+    finally:
+        gallery.close()

@@ -263,7 +263,8 @@ class Annotator(anywidget.AnyWidget):
 
     def next(self) -> None:
         """Show the next image of the filtered list (stays on the last one), or the one
-        ``next_order`` picks when set."""
+        ``next_order`` picks when set. On a shared project it passes over images another
+        annotator holds (their lease), unless every later image is held."""
         if not self._ranked_next():
             self._step(+1)
 
@@ -328,7 +329,15 @@ class Annotator(anywidget.AnyWidget):
             target = later[0] if (delta > 0 and later) else self._ids[0 if delta > 0 else -1]
         else:
             target = self._ids[min(max(index + delta, 0), len(self._ids) - 1)]
+            if delta > 0:
+                target = self._first_free(self._ids[index + 1 :]) or target
         self.goto(target)
+
+    def _first_free(self, candidates: Sequence[int]) -> int | None:
+        """The first of ``candidates`` no other annotator holds a live lease on (one small
+        query; nothing to skip on a project with one person)."""
+        held = self.project.live_leases()
+        return next((i for i in candidates if i not in held), None)
 
     def _show(self, image: Image | None) -> None:
         previous = self._current

@@ -6,6 +6,15 @@ message however many boxes there are. The only pointer event used is a click (mo
 it opens the image in the Annotator through :meth:`Gallery.on_open`, or, in select mode,
 toggles the image in :attr:`Gallery.selected` (the "selected images" scope of smart
 prediction). Per-pointer-move interaction stays in the Annotator's front end.
+
+On a shared project the grid follows other annotators' edits within about two seconds (the
+change counter of :mod:`~annowidget.widgets._project_events` that also feeds the Annotator)
+and dims each image another annotator holds a live lease on, with a "being edited by NAME"
+badge, so a person picking from the grid sees who is on it (opening it anyway is allowed:
+the Annotator says who else is there). A refresh that follows edits keeps the tiles where
+they are (new images join at the end) so nothing moves under the pointer and a selection in
+progress is never disturbed; changing the sort or folder, or :meth:`Gallery.refresh`,
+sorts afresh. When a badge's lease runs out the grid redraws without it.
 """
 
 from __future__ import annotations
@@ -20,7 +29,9 @@ from ipycanvas import Canvas, hold_canvas
 from ipycanvas import canvas as _ipycanvas
 
 from annowidget.store import Annotation, Image, Project
+from annowidget.store import annotations as store_annotations
 from annowidget.store.images import ImageError, thumbnail
+from annowidget.store.leases import Lease
 from annowidget.widgets._gallery_sort import (
     SORTS,
     lowest_score,
@@ -37,6 +48,9 @@ ALL_FOLDERS = "(all folders)"
 _MAX_CACHED_THUMBS = 256
 #: Edits are gathered this long before the grid is redrawn (one batch, not one per edit).
 FOLLOW_SECONDS = 1.0
+#: The dimming over a tile another annotator holds, and its badge's colours.
+LEASED_VEIL = "rgba(255, 255, 255, 0.55)"
+LEASED_BADGE = "#ef6c00"
 # ipycanvas' hold_canvas switches a process-wide cache on and off: two threads drawing at
 # once (the kernel's thread and a panel's worker) would interleave their batches.
 _DRAW_LOCK = threading.RLock()
@@ -123,6 +137,8 @@ class Gallery(widgets.VBox):
         self.geometry = GridGeometry(columns=columns, rows=rows, tile=tile_size)
         self.threshold = float(threshold)
         self.selected: list[int] = []
+        #: images other annotators hold a live lease on (read with every refresh)
+        self.leased: dict[int, Lease] = {}
         self._images: list[Image] = []
         self._annotations: dict[int, list[Annotation]] = {}
         self._page = 0
@@ -183,6 +199,7 @@ class Gallery(widgets.VBox):
         super().__init__([toolbar, self.canvas, self.status])
         self._stale = False
         self._follow_timer: threading.Timer | None = None
+        self._expiry_timer: threading.Timer | None = None
         self.refresh()
         subscribe(project, "annotations", self._on_store_change)
         subscribe(project, "categories", self._on_categories)
@@ -203,7 +220,7 @@ class Gallery(widgets.VBox):
     def _follow(self) -> None:
         self._follow_timer = None
         if self._stale:  # a refresh since (a tab switch, a page) already showed the edits
-            self.refresh()
+            self.refresh(keep_order=True)
 
     # ------------------------------------------------------------------ reading the store
     @property
@@ -232,10 +249,12 @@ class Gallery(widgets.VBox):
         start = self._page * self.geometry.per_page
         return self._images[start : start + self.geometry.per_page]
 
-    def refresh(self) -> None:
-        """Re-read images and annotations from the store (after predictions or edits), redraw.
+    def refresh(self, *, keep_order: bool = False) -> None:
+        """Re-read images, annotations and leases from the store, redraw.
 
-        Keeps the page number when it still exists.
+        Keeps the page number when it still exists. ``keep_order=True`` (following edits)
+        keeps every tile where it is and puts new images at the end, instead of sorting
+        afresh, so nothing moves under the pointer.
         """
         folders = [ALL_FOLDERS, *self.project.folders()]
         if list(self.folder_filter.options) != folders:
@@ -245,11 +264,33 @@ class Gallery(widgets.VBox):
         images = self.project.images(folder=self.folder)
         annotations = self.project.annotations_for([image.id for image in images])
         self._colors = {c.id: category_color(c.id) for c in self.project.categories()}
-        self._images = sort_images(images, self.sort_by.value, annotations)
+        ordered = sort_images(images, self.sort_by.value, annotations)
+        self._images = _in_previous_order(self._images, ordered) if keep_order else ordered
         self._annotations = annotations
+        self.leased = self._read_leases()
         self._page = min(self._page, self.page_count - 1)
         self._stale = False
         self.redraw()
+
+    def _read_leases(self) -> dict[int, Lease]:
+        """Other annotators' live leases on the images shown; a timer redraws when the
+        first of them runs out (running out writes nothing the change counter would see)."""
+        try:
+            leases = self.project.live_leases()
+        except Exception:  # a read-only copy of an old project has no lease table
+            return {}
+        shown = {image.id for image in self._images}
+        leases = {i: lease for i, lease in leases.items() if i in shown}
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        if leases:
+            # the store's clock, the one that stamped the leases and judges them live
+            wait = min(lease.expires for lease in leases.values()) - store_annotations.now()
+            self._expiry_timer = threading.Timer(max(wait, 0.0) + 0.5, self._on_store_change)
+            self._expiry_timer.daemon = True
+            self._expiry_timer.start()
+        return leases
 
     # ------------------------------------------------------------------ paging
     def show_page(self, page: int) -> None:
@@ -379,6 +420,15 @@ class Gallery(widgets.VBox):
             canvas.stroke_rect(ox + bx * scale, oy + by * scale, bw * scale, bh * scale)
         canvas.set_line_dash([])
         canvas.global_alpha = 1.0
+        lease = self.leased.get(image.id)
+        if lease is not None:  # someone else is on it: dimmed, with a badge naming them
+            canvas.fill_style = LEASED_VEIL
+            canvas.fill_rect(x0, y0, g.tile, g.tile)
+            canvas.fill_style = LEASED_BADGE
+            canvas.fill_rect(x0, y0, g.tile, 18)
+            canvas.fill_style = "#ffffff"
+            text = f"being edited by {lease.author}"
+            canvas.fill_text(text, x0 + 4, y0 + 3, max_width=g.tile - 8)
         # status stripe + caption under the tile
         canvas.fill_style = STATUS_COLORS.get(image.status, "#9e9e9e")
         canvas.fill_rect(x0, y0 + g.tile, g.tile, 3)
@@ -402,16 +452,37 @@ class Gallery(widgets.VBox):
         for image in self._images:
             counts[image.status] = counts.get(image.status, 0) + 1
         parts = [f"{n} {status}" for status, n in sorted(counts.items())]
+        if self.leased:
+            parts.append(f"{len(self.leased)} being edited by others")
         if self.selected:
             parts.append(f"<b>{len(self.selected)} selected</b>")
         return f"<small>{len(self._images)} images: {', '.join(parts) or 'none'}</small>"
 
     def close(self) -> None:
+        for name in ("_follow_timer", "_expiry_timer"):
+            timer = getattr(self, name, None)  # __del__ may run on a half-built widget
+            if timer is not None:
+                timer.cancel()
         thumbs = getattr(self, "_thumbs", {})  # __del__ may run on a half-built widget
         for thumb in thumbs.values():
             thumb.close()
         thumbs.clear()
         super().close()
+
+
+def _in_previous_order(previous: Sequence[Image], fresh: Sequence[Image]) -> list[Image]:
+    """``fresh`` (re-read images, sorted) with the images of ``previous`` where they were and
+    the new ones after them, in ``fresh``'s order.
+
+    Example:
+        >>> from annowidget.store import Image
+        >>> a, b, c = (Image(i, f"{i}.jpg", 1, 1, "", "train", "unlabeled") for i in (1, 2, 3))
+        >>> [i.id for i in _in_previous_order([b, a], [a, c, b])]
+        [2, 1, 3]
+    """
+    where = {image.id: slot for slot, image in enumerate(previous)}
+    kept = sorted((image for image in fresh if image.id in where), key=lambda i: where[i.id])
+    return kept + [image for image in fresh if image.id not in where]
 
 
 def _address_canvas_explicitly() -> None:
