@@ -362,7 +362,10 @@ class Annotator(anywidget.AnyWidget):
             self._publish_boxes()
         self._prefetch()
         if image is not None and (previous is None or previous.id != image.id):
-            # The image is this annotator's while they work on it (shared projects).
+            # The image is this annotator's while they work on it (shared projects); the
+            # one they leave is given back, so a badge means "open now", not "seen lately".
+            if previous is not None and not self.project.readonly:
+                self.project.release(previous.id)
             if not self.project.readonly and not self.project.lease(image.id):
                 holder = self.project.lease_holder(image.id)
                 self.message = f"{holder} is labeling this image too; the last save wins"

@@ -211,6 +211,8 @@ class Gallery(widgets.VBox):
     def _on_store_change(self, **_info: object) -> None:
         """Some widget saved an edit: redraw once the edits pause (about a second)."""
         self._stale = True
+        if self.comm is None:  # closed: the expiry timer or a late event finds no view
+            return
         timer = self._follow_timer
         if timer is None or not timer.is_alive():
             self._follow_timer = threading.Timer(FOLLOW_SECONDS, self._follow)
@@ -219,6 +221,8 @@ class Gallery(widgets.VBox):
 
     def _follow(self) -> None:
         self._follow_timer = None
+        if self.comm is None:  # closed while the timer ran out: nothing to draw on
+            return
         if self._stale:  # a refresh since (a tab switch, a page) already showed the edits
             self.refresh(keep_order=True)
 
@@ -266,8 +270,8 @@ class Gallery(widgets.VBox):
         self._colors = {c.id: category_color(c.id) for c in self.project.categories()}
         ordered = sort_images(images, self.sort_by.value, annotations)
         self._images = _in_previous_order(self._images, ordered) if keep_order else ordered
-        self._annotations = annotations
-        self.leased = self._read_leases()
+        self.leased = self._read_leases()  # before the annotations: a reader seeing the
+        self._annotations = annotations  # new boxes sees the leases of the same moment
         self._page = min(self._page, self.page_count - 1)
         self._stale = False
         self.redraw()
