@@ -23,7 +23,7 @@ from annowidget._io import atomic_write_json
 from annowidget.models.tasks import TASKS, check_task
 
 if TYPE_CHECKING:  # imported on first use by __getattr__ below (they import torch)
-    from annowidget.models._state_io import CheckpointError, load_state_dict, save_state_dict
+    from annowidget.models._state_io import load_state_dict, save_state_dict
 
 __all__ = [
     "CARD_FILE",
@@ -43,6 +43,14 @@ WEIGHTS_FILE = "weights.safetensors"
 CHECKPOINTS_DIR = "checkpoints"
 STATUSES: tuple[str, ...] = ("training", "finished", "stopped", "failed")
 _FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A weights file that is missing, unsafe (arbitrary pickled objects) or not a state dict.
+
+    Defined here, torch-free, so that code telling "no weights yet" apart (the registry,
+    the trainer) can catch it without importing torch.
+    """
 
 
 def checkpoint_filename(epoch: int) -> str:
@@ -279,7 +287,7 @@ class ModelCard:
 
 # The weight-file functions live with torch in _state_io; they are re-exported here on first
 # use so that reading a card (model lists, `annowidget models`) does not import torch.
-_STATE_IO = ("CheckpointError", "load_state_dict", "save_state_dict")
+_STATE_IO = ("load_state_dict", "save_state_dict")
 
 
 def __getattr__(name: str) -> Any:

@@ -14,15 +14,17 @@ import html
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from annowidget.models.catalog import BASE_MODELS
-from annowidget.models.predict import PredictionReport, predict_images
 from annowidget.models.registry import ModelEntry, ModelRegistry
 from annowidget.store import Project
 from annowidget.widgets._throttle import Pump
+
+if TYPE_CHECKING:  # prediction imports torch: the worker thread loads it on the first Run
+    from annowidget.models.predict import PredictionReport
 
 __all__ = ["SCOPES", "PredictPanel", "describe_report", "model_label"]
 
@@ -282,6 +284,8 @@ class PredictPanel(widgets.VBox):
 
     def _work(self, model: str, arguments: dict[str, Any]) -> None:
         try:
+            from annowidget.models.predict import predict_images  # torch: seconds, once
+
             self.report = predict_images(
                 self.project, model, progress=self._on_progress, stop=self._stop, **arguments
             )
@@ -367,6 +371,7 @@ def describe_report(report: PredictionReport) -> str:
     """One line for the panel: what was predicted, how fast, what went wrong.
 
     Example:
+        >>> from annowidget.models.predict import PredictionReport
         >>> describe_report(PredictionReport("m1", images=2, predictions=3, seconds=1.0))
         'm1: 3 boxes on 2 images in 1.0 s (0.50 s/image)'
     """
