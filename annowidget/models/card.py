@@ -34,6 +34,7 @@ __all__ = [
     "CheckpointError",
     "ModelCard",
     "checkpoint_filename",
+    "describe_metrics",
     "load_state_dict",
     "save_state_dict",
 ]
@@ -283,6 +284,31 @@ class ModelCard:
         if not path.is_file():
             raise FileNotFoundError(f"model card not found: {path}")
         return cls.from_json(path.read_bytes(), source=str(path))
+
+
+def describe_metrics(metrics: dict[str, Any] | None) -> str:
+    """One evaluation in words: AP, AP50 and AP75 with the number of test images (mIoU and
+    pixel accuracy for semantic segmentation). The CLI and the Predict tab both print it.
+
+    Example:
+        >>> describe_metrics({"AP": 0.34, "AP50": 0.68, "AP75": 0.3, "images": 6})
+        'AP 0.340, AP50 0.680, AP75 0.300 on 6 images'
+    """
+    if not metrics:
+        return "no metrics"
+    if "mIoU" in metrics:
+        return (
+            f"mIoU {_number(metrics['mIoU'])}, "
+            f"pixel accuracy {_number(metrics.get('pixel_accuracy'))}"
+        )
+    return (
+        f"AP {_number(metrics.get('AP'))}, AP50 {_number(metrics.get('AP50'))}, "
+        f"AP75 {_number(metrics.get('AP75'))} on {metrics.get('images', '?')} images"
+    )
+
+
+def _number(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 # The weight-file functions live with torch in _state_io; they are re-exported here on first

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -34,7 +34,14 @@ if TYPE_CHECKING:  # the torch-using methods import it when called
     import torch
     from torch import nn
 
-__all__ = ["ModelEntry", "ModelRegistry", "build_kwargs", "check_weights", "validate_model_name"]
+__all__ = [
+    "ModelEntry",
+    "ModelRegistry",
+    "build_kwargs",
+    "check_weights",
+    "describe_lineage",
+    "validate_model_name",
+]
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _BUILD_KEYS = frozenset(
@@ -163,6 +170,20 @@ def base_model_card(name: str) -> ModelCard:
         status="finished",
         model_config={"num_classes": len(base.coco_categories)},
     )
+
+
+def describe_lineage(chain: Sequence[str], *, arrow: str = " <- ") -> str:
+    """What a model was trained from, parent first, down to the zoo's base model, given its
+    :meth:`ModelRegistry.lineage` (which starts with the model itself); "" for a base model.
+
+    The one wording of a lineage: ``annowidget models`` prints it with ``" <- "``, the
+    Predict tab with ``" ← "``.
+
+    Example:
+        >>> describe_lineage(["round-2", "round-1", "fasterrcnn_mobilenet_v3_large_fpn"])
+        'round-1 <- fasterrcnn_mobilenet_v3_large_fpn'
+    """
+    return arrow.join(chain[1:])
 
 
 class ModelRegistry:
