@@ -43,14 +43,16 @@ def test_building_the_labeling_app_and_listing_models_do_not_import_torch(
 ) -> None:
     script = f"""
         import annowidget
-        from annowidget.models.registry import ModelRegistry
+        from annowidget.cli import main
+        from annowidget.models import BASE_MODELS, ModelRegistry, default_base_model
         from annowidget.widgets import LabelingApp
         project = annowidget.sample_project({str(tmp_path / "sample")!r})
         app = LabelingApp(project)
         assert app.predict.model.options and app.training.base_model.options
         registry = ModelRegistry(project)
         assert registry.names("detection")
-        registry.default_base("detection")
+        assert default_base_model("detection") in BASE_MODELS
         registry.lineage("fasterrcnn_mobilenet_v2_fpn")
+        assert main(["models", {str(tmp_path / "sample")!r}]) == 0
     """
     assert _loaded_after(script) == "LOADED []"
