@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from annowidget.models import zoo
+from annowidget.models import catalog
 from annowidget.models.zoo import (
     BASE_MODELS,
     TASKS,
@@ -239,7 +239,7 @@ def test_default_base_model_prefers_cached_coco_weights_else_offline() -> None:
     (_hub_dir() / BASE_MODELS["fasterrcnn_mobilenet_v3_large_fpn"].weights_file).write_bytes(b"x")
     assert default_base_model("detection") == "fasterrcnn_mobilenet_v3_large_fpn"
     assert default_base_model("keypoints") == "keypointrcnn_mobilenet_v2_fpn"
-    assert zoo.OFFLINE_FOR_TASK["keypoints"] == "keypointrcnn_mobilenet_v2_fpn"
+    assert catalog.OFFLINE_FOR_TASK["keypoints"] == "keypointrcnn_mobilenet_v2_fpn"
 
 
 def test_zero_trainable_layers_freezes_the_offline_backbone(

@@ -1,13 +1,15 @@
 """The PredictPanel's widget state without a browser: the model list (and its refresh when a
-TrainingPanel run ends), scope validation, and real prediction runs of a tiny trained model."""
+TrainingPanel run ends, and each trained model's lineage), scope validation, and real
+prediction runs of a tiny trained model."""
 
 from __future__ import annotations
 
 import pytest
 
 import annowidget
+from annowidget.cli import main
 from annowidget.models.predict import PredictionReport
-from annowidget.models.registry import ModelEntry
+from annowidget.models.registry import ModelEntry, ModelRegistry
 from annowidget.store import Project
 from annowidget.train import Trainer
 from annowidget.train.hyperparameters import Hyperparameters
@@ -127,3 +129,35 @@ def test_describe_report_mentions_failures_and_dropped_classes():
     assert "5 boxes on 3 images" in text
     assert "2 boxes of classes the project does not have" in text
     assert "image 7: truncated" in text
+
+
+def test_the_model_list_shows_each_trained_models_lineage_and_test_scores(tmp_path, capsys):
+    # two real rounds: m1 from the zoo, m2 warm-started from m1 (issue 11, item 1)
+    project = _tiny_project(tmp_path / "sample")
+    Trainer(project, "m1", hyperparameters=Hyperparameters(**TINY)).run()
+    Trainer(project, "m2", base_model="m1", hyperparameters=Hyperparameters(**TINY)).run()
+    registry = ModelRegistry(project)
+    m1, m2 = registry.card("m1"), registry.card("m2")
+    assert (m2.parent, m2.base_model) == ("m1", m1.base_model)
+    zoo_base = m1.base_model
+
+    panel = PredictPanel(project)
+    labels = {name: label for label, name in panel.model.options}
+    assert labels["m2"].startswith("m2 · trained · detection · AP ")
+    assert labels["m2"].endswith(" · from m1")
+    assert "from" not in labels["m1"]  # started from the zoo: no parent in the project
+
+    panel.model.value = "m2"
+    help_text = panel.model_help.value
+    assert f"from m1 ← {zoo_base} · finished · " in help_text
+    latest = m2.metrics[-1]
+    assert f"AP {latest['AP']:.3f}, AP50 {latest['AP50']:.3f}" in help_text
+    assert f"on {len(project.images(folder='test'))} images (test)" in help_text
+    panel.model.value = "m1"
+    assert f"from {zoo_base} · finished · AP {m1.metrics[-1]['AP']:.3f}" in panel.model_help.value
+
+    # the CLI words the same lineage, from the same function
+    assert main(["models", str(project.root)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    line = next(row for row in rows if row.startswith("trained  m2"))
+    assert f"base m1 <- {zoo_base}" in line

@@ -34,6 +34,38 @@ def test_hub_checkpoints_dir_follows_torch_home(tmp_path: Path) -> None:
     assert hub_checkpoints_dir() == tmp_path / "torch_home" / "hub" / "checkpoints"
 
 
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"TORCH_HOME": "{tmp}/th"},
+        {"TORCH_HOME": "~/th"},
+        {"XDG_CACHE_HOME": "{tmp}/xdg"},
+        {"HOME": "{tmp}/home"},
+    ],
+)
+def test_the_torch_free_hub_folder_is_the_one_torch_hub_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]
+) -> None:
+    # hub_checkpoints_dir answers without torch while torch is not loaded (issue 14, 12):
+    # its reading of the environment must be torch.hub.get_dir()'s, case by case.
+    for name in ("TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value.format(tmp=tmp_path))
+    assert weights._hub_dir_from_environment() == Path(torch.hub.get_dir())
+    assert hub_checkpoints_dir() == Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def test_hub_checkpoints_dir_follows_torch_hub_set_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # set_dir stores the folder in this module global; put it back afterwards (unset), so
+    # that later tests follow their own TORCH_HOME again
+    monkeypatch.setattr(torch.hub, "_hub_dir", torch.hub._hub_dir)
+    torch.hub.set_dir(str(tmp_path / "elsewhere"))
+    assert hub_checkpoints_dir() == tmp_path / "elsewhere" / "checkpoints"
+
+
 @needs_package
 def test_seed_copies_the_shipped_file_verifies_its_hash_and_is_idempotent() -> None:
     target = seed_offline_weights()

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from annowidget.cli.errors import CommandError, check_folders
+from annowidget.models.card import describe_metrics as _metrics_line
 from annowidget.models.tasks import TASKS
 from annowidget.store import Project
 from annowidget.train.hyperparameters import (
@@ -235,17 +236,6 @@ def _duration(seconds: float) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
-
-
-def _metrics_line(metrics: dict[str, Any]) -> str:
-    if not metrics:
-        return "no metrics"
-    if "mIoU" in metrics:
-        return f"mIoU {_num(metrics['mIoU'])}, pixel accuracy {_num(metrics['pixel_accuracy'])}"
-    return (
-        f"AP {_num(metrics.get('AP'))}, AP50 {_num(metrics.get('AP50'))}, "
-        f"AP75 {_num(metrics.get('AP75'))} on {metrics.get('images', '?')} images"
-    )
 
 
 def _num(value: Any) -> str:
@@ -471,7 +461,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------- models
 def _models(args: argparse.Namespace) -> int:
-    from annowidget.models.registry import ModelRegistry
+    from annowidget.models.registry import ModelRegistry, describe_lineage
 
     with Project.open(args.project) as project:
         registry = ModelRegistry(project)
@@ -505,7 +495,7 @@ def _models(args: argparse.Namespace) -> int:
         if e.card is not None and e.kind == "trained":
             latest = e.card.latest_metrics
             quality = _metrics_line(latest) if latest else "not evaluated"
-            base = " <- ".join(lineage[e.name][1:]) or e.card.base_model
+            base = describe_lineage(lineage[e.name]) or e.card.base_model
             detail = f"{e.card.status}, base {base}, {quality}"
         print(f"{e.kind:7}  {e.name:40}  {e.task:21}  {ready:9}  {detail}")
     return 0

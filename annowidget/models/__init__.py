@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Public names and the module that defines each, loaded on first use: most of them import
-# torch (seconds), and `annowidget info` or a form only needs the light ones (tasks, card).
+# Public names and the module that defines each, loaded on first use. The catalog, cards,
+# weights lookup and registry listing are torch-free; building (zoo) and predicting import
+# torch (seconds), so a form or `annowidget models` never pays for it.
 _EXPORTS = {
     "ModelCard": "annowidget.models.card",
     "load_state_dict": "annowidget.models.card",
@@ -19,14 +20,14 @@ _EXPORTS = {
     "hub_checkpoints_dir": "annowidget.models.weights",
     "seed_offline_weights": "annowidget.models.weights",
     "weights_available": "annowidget.models.weights",
-    "BASE_MODELS": "annowidget.models.zoo",
-    "TASKS": "annowidget.models.zoo",
-    "BaseModel": "annowidget.models.zoo",
+    "BASE_MODELS": "annowidget.models.catalog",
+    "TASKS": "annowidget.models.catalog",
+    "BaseModel": "annowidget.models.catalog",
     "build_model": "annowidget.models.zoo",
     "build_pretrained": "annowidget.models.zoo",
-    "default_base_model": "annowidget.models.zoo",
-    "list_base_models": "annowidget.models.zoo",
-    "model_task": "annowidget.models.zoo",
+    "default_base_model": "annowidget.models.weights",
+    "list_base_models": "annowidget.models.catalog",
+    "model_task": "annowidget.models.catalog",
 }
 
 __all__ = [

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from torch import nn
-from torchvision.models import mobilenet_v2
+from torchvision.models import get_weight, mobilenet_v2
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -21,6 +21,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from annowidget.models.catalog import OFFLINE_BACKBONE_WEIGHTS
 
+_BACKBONE_WEIGHTS = get_weight(OFFLINE_BACKBONE_WEIGHTS)
 _STAGES = 6  # MobileNetV2 features: stem + 4 strided blocks + last conv (torchvision's count)
 DEFAULT_TRAINABLE_LAYERS = 3
 
@@ -45,7 +46,7 @@ def _fpn_backbone(pretrained: bool, trainable_layers: int | None, frozen: bool) 
     return mobilenet_backbone(
         backbone_name="mobilenet_v2",
         fpn=True,
-        weights=OFFLINE_BACKBONE_WEIGHTS if pretrained else None,
+        weights=_BACKBONE_WEIGHTS if pretrained else None,
         norm_layer=_norm(frozen),
         trainable_layers=layers,
     )
@@ -85,7 +86,7 @@ def build_offline(
 def _lraspp(
     num_classes: int, pretrained: bool, trainable_layers: int | None, frozen: bool
 ) -> nn.Module:
-    weights = OFFLINE_BACKBONE_WEIGHTS if pretrained else None
+    weights = _BACKBONE_WEIGHTS if pretrained else None
     features = mobilenet_v2(weights=weights, norm_layer=_norm(frozen)).features
     # low: end of the stride-8 stage (32 ch); high: last conv at stride 32 (1280 ch)
     stage_indices = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)]

@@ -12,12 +12,11 @@ from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 
 from annowidget._io import atomic_write_bytes
+from annowidget.models.card import CheckpointError
+
+__all__ = ["CheckpointError", "load_state_dict", "save_state_dict"]
 
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-
-
-class CheckpointError(ValueError):
-    """A weights file that is missing, unsafe (arbitrary pickled objects) or not a state dict."""
 
 
 def _plain_tensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ from annowidget._io import atomic_write_json
 from annowidget.models.tasks import TASKS, check_task
 
 if TYPE_CHECKING:  # imported on first use by __getattr__ below (they import torch)
-    from annowidget.models._state_io import CheckpointError, load_state_dict, save_state_dict
+    from annowidget.models._state_io import load_state_dict, save_state_dict
 
 __all__ = [
     "CARD_FILE",
@@ -34,6 +34,7 @@ __all__ = [
     "CheckpointError",
     "ModelCard",
     "checkpoint_filename",
+    "describe_metrics",
     "load_state_dict",
     "save_state_dict",
 ]
@@ -43,6 +44,14 @@ WEIGHTS_FILE = "weights.safetensors"
 CHECKPOINTS_DIR = "checkpoints"
 STATUSES: tuple[str, ...] = ("training", "finished", "stopped", "failed")
 _FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A weights file that is missing, unsafe (arbitrary pickled objects) or not a state dict.
+
+    Defined here, torch-free, so that code telling "no weights yet" apart (the registry,
+    the trainer) can catch it without importing torch.
+    """
 
 
 def checkpoint_filename(epoch: int) -> str:
@@ -277,9 +286,34 @@ class ModelCard:
         return cls.from_json(path.read_bytes(), source=str(path))
 
 
+def describe_metrics(metrics: dict[str, Any] | None) -> str:
+    """One evaluation in words: AP, AP50 and AP75 with the number of test images (mIoU and
+    pixel accuracy for semantic segmentation). The CLI and the Predict tab both print it.
+
+    Example:
+        >>> describe_metrics({"AP": 0.34, "AP50": 0.68, "AP75": 0.3, "images": 6})
+        'AP 0.340, AP50 0.680, AP75 0.300 on 6 images'
+    """
+    if not metrics:
+        return "no metrics"
+    if "mIoU" in metrics:
+        return (
+            f"mIoU {_number(metrics['mIoU'])}, "
+            f"pixel accuracy {_number(metrics.get('pixel_accuracy'))}"
+        )
+    return (
+        f"AP {_number(metrics.get('AP'))}, AP50 {_number(metrics.get('AP50'))}, "
+        f"AP75 {_number(metrics.get('AP75'))} on {metrics.get('images', '?')} images"
+    )
+
+
+def _number(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 # The weight-file functions live with torch in _state_io; they are re-exported here on first
 # use so that reading a card (model lists, `annowidget models`) does not import torch.
-_STATE_IO = ("CheckpointError", "load_state_dict", "save_state_dict")
+_STATE_IO = ("load_state_dict", "save_state_dict")
 
 
 def __getattr__(name: str) -> Any:

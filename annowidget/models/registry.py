@@ -2,6 +2,9 @@
 
 Trained models live in ``<project.models_dir>/<name>/`` (layout in :mod:`annowidget.models.card`).
 Names are unique per project and never shadow a base model's name.
+
+Listing, cards and lineage do not import torch (a model list in a form, ``annowidget
+models``): only loading and writing weights do, on first use.
 """
 
 from __future__ import annotations
@@ -11,29 +14,34 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import torch
-from torch import nn
-
-from annowidget.models import zoo
 from annowidget.models.card import (
     CARD_FILE,
     WEIGHTS_FILE,
     CheckpointError,
     ModelCard,
     checkpoint_filename,
-    load_state_dict,
-    save_state_dict,
 )
-from annowidget.models.catalog import BASE_MODELS, torchvision_weights
+from annowidget.models.catalog import BASE_MODELS, list_base_models
 from annowidget.models.runs import remove_temp_files, run_is_dead
-from annowidget.models.weights import weights_available
+from annowidget.models.weights import default_base_model, weights_available
 
-__all__ = ["ModelEntry", "ModelRegistry", "build_kwargs", "check_weights", "validate_model_name"]
+if TYPE_CHECKING:  # the torch-using methods import it when called
+    import torch
+    from torch import nn
+
+__all__ = [
+    "ModelEntry",
+    "ModelRegistry",
+    "build_kwargs",
+    "check_weights",
+    "describe_lineage",
+    "validate_model_name",
+]
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _BUILD_KEYS = frozenset(
@@ -99,8 +107,11 @@ def check_weights(
     PyTorch, with a ``UserWarning``: the values are likely not what training wrote.
 
     Example:
+        >>> import torch
         >>> check_weights("w.safetensors", {"w": torch.ones(2)}, {"w": torch.zeros(2)})
     """
+    import torch
+
     mismatched = []
     for key, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -147,8 +158,7 @@ def base_model_card(name: str) -> ModelCard:
         ['person']
     """
     base = BASE_MODELS[name]
-    meta = torchvision_weights(name).meta
-    keypoint_names = list(meta.get("keypoint_names", []))
+    keypoint_names = list(base.keypoint_names)
     return ModelCard(
         name=name,
         task=base.task,
@@ -160,6 +170,20 @@ def base_model_card(name: str) -> ModelCard:
         status="finished",
         model_config={"num_classes": len(base.coco_categories)},
     )
+
+
+def describe_lineage(chain: Sequence[str], *, arrow: str = " <- ") -> str:
+    """What a model was trained from, parent first, down to the zoo's base model, given its
+    :meth:`ModelRegistry.lineage` (which starts with the model itself); "" for a base model.
+
+    The one wording of a lineage: ``annowidget models`` prints it with ``" <- "``, the
+    Predict tab with ``" ← "``.
+
+    Example:
+        >>> describe_lineage(["round-2", "round-1", "fasterrcnn_mobilenet_v3_large_fpn"])
+        'round-1 <- fasterrcnn_mobilenet_v3_large_fpn'
+    """
+    return arrow.join(chain[1:])
 
 
 class ModelRegistry:
@@ -214,7 +238,7 @@ class ModelRegistry:
             trained.append((card.created, folder.stat().st_mtime, entry))
         trained.sort(key=lambda item: (item[0], item[1]), reverse=True)
         entries = [item[2] for item in trained]
-        for base in zoo.list_base_models():
+        for base in list_base_models():
             ready = weights_available(base.name)
             entries.append(ModelEntry(base.name, "base", base.task, base.description, ready))
         return [e for e in entries if task is None or e.task == task]
@@ -251,7 +275,7 @@ class ModelRegistry:
             card = entry.card
             if entry.kind == "trained" and entry.ready and card and card.status == "finished":
                 return entry.name
-        return zoo.default_base_model(task)
+        return default_base_model(task)
 
     def lineage(self, name: str) -> list[str]:
         """``name``, its parent, the parent's parent, ... down to the zoo's base model.
@@ -333,6 +357,8 @@ class ModelRegistry:
 
     def save_weights(self, name: str, state_dict: Mapping[str, torch.Tensor]) -> Path:
         """Write the weights to use for ``name`` (``weights.safetensors``, atomic)."""
+        from annowidget.models._state_io import save_state_dict
+
         folder = self.model_dir(name)
         if not folder.is_dir():
             raise KeyError(f"no trained model {name!r}: reserve() it first")
@@ -340,6 +366,8 @@ class ModelRegistry:
 
     def save_checkpoint(self, name: str, epoch: int, state_dict: Mapping[str, torch.Tensor]) -> str:
         """Write the checkpoint of ``epoch``; returns its path relative to the model folder."""
+        from annowidget.models._state_io import save_state_dict
+
         folder = self.model_dir(name)
         if not folder.is_dir():
             raise KeyError(f"no trained model {name!r}: reserve() it first")
@@ -387,6 +415,9 @@ class ModelRegistry:
         Trained models are rebuilt with random init and get their saved weights; base names
         give torchvision's COCO-pretrained model and a card listing its classes.
         """
+        from annowidget.models import zoo
+        from annowidget.models._state_io import load_state_dict
+
         if name in BASE_MODELS:
             model, _ = zoo.build_pretrained(name)
             return model.to(device).eval(), base_model_card(name)

@@ -14,16 +14,23 @@ import importlib.util
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
-import torch
-
 from annowidget._io import atomic_writer
-from annowidget.models.catalog import BASE_MODELS, OFFLINE_FOR_TASK, BaseModel, base_model
+from annowidget.models.catalog import (
+    BASE_MODELS,
+    OFFLINE_FOR_TASK,
+    PREFERRED_FOR_TASK,
+    BaseModel,
+    base_model,
+)
+from annowidget.models.tasks import check_task
 
 __all__ = [
     "OFFLINE_ENV",
     "MissingWeightsError",
+    "default_base_model",
     "hub_checkpoints_dir",
     "offline_mode",
     "offline_weights_source",
@@ -67,11 +74,26 @@ class MissingWeightsError(RuntimeError):
 def hub_checkpoints_dir() -> Path:
     """torchvision's weight cache: ``torch.hub.get_dir()/checkpoints`` (follows ``TORCH_HOME``).
 
+    Worked out without importing torch (seconds) when torch is not loaded yet: then nobody
+    can have called ``torch.hub.set_dir``, and the folder follows the environment exactly
+    as ``torch.hub.get_dir`` does (``$TORCH_HOME``, else ``$XDG_CACHE_HOME/torch``, else
+    ``~/.cache/torch``, then ``hub``). ``tests/test_weights.py`` holds the two side by side.
+
     Example:
         >>> hub_checkpoints_dir().name
         'checkpoints'
     """
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    hub = sys.modules.get("torch.hub")
+    if hub is not None:  # torch is loaded: ask it (set_dir may have moved the cache)
+        return Path(hub.get_dir()) / "checkpoints"
+    return _hub_dir_from_environment() / "checkpoints"
+
+
+def _hub_dir_from_environment() -> Path:
+    """What ``torch.hub.get_dir()`` answers before any ``set_dir``, without torch."""
+    cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    torch_home = os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))
+    return Path(torch_home) / "hub"
 
 
 def offline_mode() -> bool:
@@ -151,6 +173,25 @@ def weights_available(base_model_name: str) -> bool:
     if (hub_checkpoints_dir() / base.weights_file).is_file():
         return True
     return base.offline and offline_weights_source() is not None
+
+
+def default_base_model(task: str) -> str:
+    """The base model to offer first for ``task`` on this machine.
+
+    torchvision's COCO model when its weights are already in the hub cache, else the
+    offline MobileNetV2 one (which always works without internet).
+
+    Example:
+        >>> from annowidget.models.catalog import list_base_models
+        >>> default_base_model("detection") in {m.name for m in list_base_models("detection")}
+        True
+    """
+    check_task(task)
+    cached = hub_checkpoints_dir()
+    for name in PREFERRED_FOR_TASK[task]:
+        if (cached / BASE_MODELS[name].weights_file).is_file():
+            return name
+    return OFFLINE_FOR_TASK[task]
 
 
 def require_weights(base_model_name: str) -> Path | None:

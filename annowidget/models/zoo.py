@@ -21,15 +21,15 @@ from annowidget.models._norm import freeze_batchnorm, unfreeze_batchnorm
 from annowidget.models._offline import build_offline
 from annowidget.models.catalog import (
     BASE_MODELS,
-    OFFLINE_FOR_TASK,
-    PREFERRED_FOR_TASK,
     BaseModel,
     base_model,
+    list_base_models,
     max_size_for,
+    model_task,
     torchvision_weights,
 )
-from annowidget.models.tasks import TASKS, check_task
-from annowidget.models.weights import MissingWeightsError
+from annowidget.models.tasks import TASKS
+from annowidget.models.weights import MissingWeightsError, default_base_model
 
 __all__ = [
     "BASE_MODELS",
@@ -41,6 +41,8 @@ __all__ = [
     "list_base_models",
     "model_task",
 ]
+# list_base_models, model_task (catalog) and default_base_model (weights) are torch-free:
+# re-exported here, the builders' module, where callers have always found them.
 
 # torchvision swaps in FrozenBatchNorm2d for these when (and only when) weights are loaded
 _FROZEN_BN_WHEN_PRETRAINED = frozenset(
@@ -64,46 +66,6 @@ _RCNN = frozenset(
     }
 )
 _DOWNLOAD_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, OSError)
-
-
-def list_base_models(task: str | None = None) -> list[BaseModel]:
-    """Base models in catalog order, optionally only those for ``task``.
-
-    Example:
-        >>> [m.name for m in list_base_models("keypoints")]
-        ['keypointrcnn_resnet50_fpn', 'keypointrcnn_mobilenet_v2_fpn']
-    """
-    if task is not None:
-        check_task(task)
-    return [m for m in BASE_MODELS.values() if task is None or m.task == task]
-
-
-def model_task(model_name: str) -> str:
-    """The task a base model solves.
-
-    Example:
-        >>> model_task("lraspp_mobilenet_v3_large")
-        'semantic_segmentation'
-    """
-    return base_model(model_name).task
-
-
-def default_base_model(task: str) -> str:
-    """The base model to offer first for ``task`` on this machine.
-
-    torchvision's COCO model when its weights are already in the hub cache, else the
-    offline MobileNetV2 one (which always works without internet).
-
-    Example:
-        >>> default_base_model("detection") in {m.name for m in list_base_models("detection")}
-        True
-    """
-    check_task(task)
-    cached = _weights.hub_checkpoints_dir()
-    for name in PREFERRED_FOR_TASK[task]:
-        if (cached / BASE_MODELS[name].weights_file).is_file():
-            return name
-    return OFFLINE_FOR_TASK[task]
 
 
 def _load_torchvision(name: str, **kwargs: Any) -> nn.Module:

@@ -1,7 +1,8 @@
 """The PredictPanel: smart prediction from a notebook, a thin form over ``predict_images``.
 
 Pick a model (base models and this project's trained ones; a model trained in the
-TrainingPanel appears without re-running any cell), a scope (the selected images, a folder,
+TrainingPanel appears without re-running any cell; under the list, a trained model's lineage
+and its scores on its test folders), a scope (the selected images, a folder,
 or every unlabeled image) and a score threshold, press Run. Prediction runs on a worker
 thread so the notebook stays usable; a :class:`~annowidget.widgets._throttle.Pump` shows its
 progress at about 2 Hz. When it is done, ``on_done`` listeners run: the LabelingApp uses it
@@ -14,24 +15,28 @@ import html
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from annowidget.models.card import ModelCard, describe_metrics
 from annowidget.models.catalog import BASE_MODELS
-from annowidget.models.predict import PredictionReport, predict_images
-from annowidget.models.registry import ModelEntry, ModelRegistry
+from annowidget.models.registry import ModelEntry, ModelRegistry, describe_lineage
 from annowidget.store import Project
 from annowidget.widgets._throttle import Pump
 
-__all__ = ["SCOPES", "PredictPanel", "describe_report", "model_label"]
+if TYPE_CHECKING:  # prediction imports torch: the worker thread loads it on the first Run
+    from annowidget.models.predict import PredictionReport
+
+__all__ = ["SCOPES", "PredictPanel", "describe_report", "describe_trained", "model_label"]
 
 SCOPES: tuple[str, ...] = ("selected images", "folder", "all unlabeled")
 _COLORS = {"done": "#2e7d32", "failed": "#c62828", "error": "#c62828"}
 
 
 def model_label(entry: ModelEntry) -> str:
-    """How a model reads in the dropdown: name, kind, task and whether it can run here.
+    """How a model reads in the dropdown: name, kind, task, AP and parent for a trained one,
+    and whether it can run here.
 
     Example:
         >>> from annowidget.models.registry import ModelEntry
@@ -39,10 +44,13 @@ def model_label(entry: ModelEntry) -> str:
         'm1 · trained · detection'
     """
     label = f"{entry.name} · {entry.kind} · {entry.task or '?'}"
-    if entry.kind == "trained" and entry.card is not None and entry.card.metrics:
-        ap = entry.card.metrics[-1].get("AP")
+    card = entry.card if entry.kind == "trained" else None
+    if card is not None and card.metrics:
+        ap = card.metrics[-1].get("AP")
         if isinstance(ap, int | float):
             label += f" · AP {ap:.2f}"
+    if card is not None and card.parent:
+        label += f" · from {card.parent}"
     if not entry.ready:
         label += " · (not ready)" if entry.kind == "trained" else " · (⇩ needs download)"
     return label
@@ -205,6 +213,9 @@ class PredictPanel(widgets.VBox):
         text = html.escape(entry.description or "")
         if entry.kind == "base":
             text += " · predicts COCO classes; only those named like a project category are kept"
+        elif entry.card is not None:
+            lineage = describe_trained(entry.card, self.registry.lineage(entry.name))
+            text = f"{text}<br>{html.escape(lineage)}" if text else html.escape(lineage)
         self.model_help.value = f"<small style='color:#666'>{text}</small>"
 
     def _scope_changed(self) -> None:
@@ -282,6 +293,8 @@ class PredictPanel(widgets.VBox):
 
     def _work(self, model: str, arguments: dict[str, Any]) -> None:
         try:
+            from annowidget.models.predict import predict_images  # torch: seconds, once
+
             self.report = predict_images(
                 self.project, model, progress=self._on_progress, stop=self._stop, **arguments
             )
@@ -363,10 +376,32 @@ class PredictPanel(widgets.VBox):
         self.message.value = f"<span style='color:{color}'>{text}</span>" if color else text
 
 
+def describe_trained(card: ModelCard, lineage: Sequence[str]) -> str:
+    """One line under the model list for a trained model: what it was trained from (its
+    ``ModelRegistry.lineage``, parent first), its status, and its last scores on its test
+    folders.
+
+    Example:
+        >>> card = ModelCard("m2", "detection", "fasterrcnn_mobilenet_v2_fpn", ["raccoon"],
+        ...                  parent="m1", status="finished", test_folders=["test"],
+        ...                  metrics=[{"epoch": 3, "AP": 0.34, "AP50": 0.68, "images": 6}])
+        >>> describe_trained(card, ["m2", "m1", "fasterrcnn_mobilenet_v2_fpn"])
+        'from m1 ← fasterrcnn_mobilenet_v2_fpn · finished · AP 0.340, AP50 0.680, AP75 n/a on 6 images (test)'
+    """  # noqa: E501
+    origin = describe_lineage(lineage, arrow=" ← ") or card.base_model
+    text = f"from {origin} · {card.status}"
+    latest = card.latest_metrics
+    if latest is None:
+        return f"{text} · not evaluated"
+    folders = ", ".join(card.test_folders)
+    return f"{text} · {describe_metrics(latest)}" + (f" ({folders})" if folders else "")
+
+
 def describe_report(report: PredictionReport) -> str:
     """One line for the panel: what was predicted, how fast, what went wrong.
 
     Example:
+        >>> from annowidget.models.predict import PredictionReport
         >>> describe_report(PredictionReport("m1", images=2, predictions=3, seconds=1.0))
         'm1: 3 boxes on 2 images in 1.0 s (0.50 s/image)'
     """

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 from plotly.subplots import make_subplots
 
+from annowidget.models.catalog import list_base_models
 from annowidget.models.registry import ModelRegistry, validate_model_name
+from annowidget.models.tasks import TASKS
 from annowidget.models.weights import hub_checkpoints_dir, offline_mode, weights_available
-from annowidget.models.zoo import TASKS, list_base_models
 from annowidget.store import Project
 from annowidget.train.events import FailedEvent, FinishedEvent, TrainingEvent
 from annowidget.train.hyperparameters import Hyperparameters
