@@ -97,3 +97,25 @@ def test_the_switch_runs_rounds_and_next_follows_the_expected_correction_time(
     assert bar.loop.join(60)
     assert app.annotator.next_order is None
     _wait(lambda: "auto-train is off" in bar.figures.value)
+
+
+def test_ranked_next_passes_over_an_image_another_annotator_has_open(project: Project) -> None:
+    from annowidget.widgets.auto_train import RankedNext
+
+    raccoon = project.category("raccoon").id
+    top, second = (i.id for i in project.images(folder="unlabeled")[:2])
+    for image_id, objects in ((top, 200), (second, 100)):  # the two costliest images
+        hesitant = [
+            {"category_id": raccoon, "bbox": [float(k % 50), 10.0, 50.0, 50.0], "score": 0.45}
+            for k in range(objects)
+        ]
+        project.replace_predictions(image_id, hesitant, source="model:m")
+    project.user = "ana"
+    ranked_next = RankedNext(project, folder=lambda: "unlabeled")
+    assert ranked_next(None) == top
+    with Project.open(project.root) as ben:
+        ben.user = "ben"
+        assert ben.lease(top)  # ben opens the costliest image in his notebook
+        assert ranked_next(None) == second
+        ben.release(top)
+    assert ranked_next(None) == top

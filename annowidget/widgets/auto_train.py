@@ -54,7 +54,8 @@ class RankedNext:
     """The image Next opens in continuous mode: the highest expected correction time.
 
     Images left unreviewed by a Next in this sitting are not offered again (else two
-    uncertain images would alternate forever). ``None`` when none is left.
+    uncertain images would alternate forever), nor images another annotator holds a live
+    lease on. ``None`` when none is left.
 
     Example:
         >>> # annotator.next_order = RankedNext(project, folder=lambda: None)
@@ -73,7 +74,8 @@ class RankedNext:
         self.skipped: set[int] = set()
 
     def __call__(self, current: Image | None) -> int | None:
-        exclude = set(self.skipped)
+        # images other annotators have open are not offered (shared projects)
+        exclude = set(self.skipped) | set(self.project.live_leases())
         if current is not None:
             exclude.add(current.id)
             if self.project.image(current.id).status != "reviewed":
