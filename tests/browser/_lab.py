@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -255,3 +256,38 @@ def wait_until(condition: Any, *, timeout: float = 60.0, what: str = "condition"
             return value
         time.sleep(0.25)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def tab(page: Any, title: str) -> None:
+    """Click the visible tab titled ``title`` (the LabelingApp's Label/Review/Train/...)."""
+    page.locator(".lm-TabBar-tab:visible", has_text=title).first.click()
+
+
+def button(page: Any, text: str) -> Any:
+    """The first visible ipywidgets button whose whole text is ``text``."""
+    # exact text: the auto-train bar's "Stop rounds" must not be taken for the Train tab's Stop
+    exact = re.compile(rf"^\s*{re.escape(text)}\s*$")
+    return page.locator("button.widget-button:visible", has_text=exact).first
+
+
+def visible_text(page: Any, selector: str) -> str:
+    """The inner text of every visible element matching ``selector``, joined by spaces."""
+    return " ".join(page.locator(f"{selector}:visible").all_inner_texts())
+
+
+def loss_trace(page: Any) -> dict[str, list[Any]]:
+    """The Train tab's "loss" trace as drawn in the page: ``{"x": steps, "y": losses}``.
+
+    Read from the visible plotly figure's own data; a NaN or infinite loss comes back as
+    ``None``. Empty lists while there is no figure or no point yet.
+    """
+    return page.evaluate(
+        """() => {
+            const plot = [...document.querySelectorAll('.js-plotly-plot')]
+                .find((p) => p.offsetParent !== null);
+            const loss = plot && plot.data ? plot.data.find((t) => t.name === 'loss') : null;
+            if (!loss || !loss.x) return { x: [], y: [] };
+            const finite = (v) => (Number.isFinite(v) ? v : null);
+            return { x: Array.from(loss.x, finite), y: Array.from(loss.y || [], finite) };
+        }"""
+    )

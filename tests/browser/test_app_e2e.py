@@ -8,13 +8,12 @@ land in test-output/ for a person to look at.
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _lab import wait_drawn, wait_until
+from _lab import button, loss_trace, tab, visible_text, wait_drawn, wait_until
 
 from annowidget.store import Project
 
@@ -43,30 +42,8 @@ def _run_cells_through(page: Any, lab: Any, notebook: str, last: int) -> None:
     )
 
 
-def _tab(page: Any, title: str) -> None:
-    page.locator(".lm-TabBar-tab:visible", has_text=title).first.click()
-
-
-def _button(page: Any, text: str) -> Any:
-    # exact text: the auto-train bar's "Stop rounds" must not be taken for the Train tab's Stop
-    exact = re.compile(rf"^\s*{re.escape(text)}\s*$")
-    return page.locator("button.widget-button:visible", has_text=exact).first
-
-
 def _loss_points(page: Any) -> int:
-    return page.evaluate(
-        """() => {
-            const plot = [...document.querySelectorAll('.js-plotly-plot')]
-                .find((p) => p.offsetParent !== null);
-            if (!plot || !plot.data) return 0;
-            const loss = plot.data.find((t) => t.name === 'loss');
-            return loss && loss.x ? loss.x.length : 0;
-        }"""
-    )
-
-
-def _visible_text(page: Any, selector: str) -> str:
-    return " ".join(page.locator(f"{selector}:visible").all_inner_texts())
+    return len(loss_trace(page)["x"])
 
 
 def test_train_stop_predict_from_the_quickstart(lab, page, screenshots):
@@ -78,30 +55,30 @@ def test_train_stop_predict_from_the_quickstart(lab, page, screenshots):
 
     try:
         # Train: Run, the curve gains points, then Stop after the first epoch is kept
-        _tab(page, "Train")
-        _button(page, "Run").click()
+        tab(page, "Train")
+        button(page, "Run").click()
         wait_until(lambda: _loss_points(page) >= 1, timeout=180, what="the first loss point")
         first = _loss_points(page)
         wait_until(lambda: _loss_points(page) > first, timeout=120, what="more loss points")
         wait_until(
-            lambda: "epoch 2/" in _visible_text(page, ".widget-label"),
+            lambda: "epoch 2/" in visible_text(page, ".widget-label"),
             timeout=300,
             what="the second epoch",
         )
         screenshots(page, "1-training")
-        assert _button(page, "Run").is_disabled()
-        _button(page, "Stop").click()
+        assert button(page, "Run").is_disabled()
+        button(page, "Stop").click()
         wait_until(
-            lambda: "stopped: kept epoch" in _visible_text(page, ".widget-html"),
+            lambda: "stopped: kept epoch" in visible_text(page, ".widget-html"),
             timeout=300,
             what="the stopped message",
         )
         assert _loss_points(page) > first
-        assert not _button(page, "Run").is_disabled()
+        assert not button(page, "Run").is_disabled()
         screenshots(page, "2-stopped")
 
         # Predict: the new model is listed without re-running a cell; pick it, run it
-        _tab(page, "Predict")
+        tab(page, "Predict")
         # the model list (the auto-train bar above the tabs has a dropdown of its own)
         model = (
             page.locator(".widget-dropdown select:visible")
@@ -119,7 +96,7 @@ def test_train_stop_predict_from_the_quickstart(lab, page, screenshots):
         page.keyboard.press("Enter")
         wait_until(lambda: readout.inner_text().strip() == "0.05", timeout=10, what="threshold")
         screenshots(page, "3-predict")
-        _button(page, "Run").click()
+        button(page, "Run").click()
 
         # Done: the app switches to Label, showing an image with the model's boxes
         project = Project.open(project_dir)
@@ -145,7 +122,7 @@ def test_train_stop_predict_from_the_quickstart(lab, page, screenshots):
         screenshots(page, "4-predictions")
 
         # Review: the grid is drawn (thumbnails are not a blank canvas)
-        _tab(page, "Review")
+        tab(page, "Review")
         spread = wait_until(
             lambda: page.evaluate(
                 """() => {
