@@ -82,7 +82,7 @@ Measured (FIGURES: filled in below from the runs of this version)
 
 Run (from the repository root, ~12-20 min each on 2 shared cores; training dominates):
     .venv/bin/python benchmarks/bench_effort.py --mode cold
-    .venv/bin/python benchmarks/bench_effort.py --mode warm --warm-steps 320
+    .venv/bin/python benchmarks/bench_effort.py --mode warm --threshold 0.5
     .venv/bin/python benchmarks/bench_effort.py --mode continuous --every 20 --budget 240
     .venv/bin/python benchmarks/bench_effort.py --dataset coco128-person --mode warm
 """
@@ -620,7 +620,7 @@ def main() -> None:
         "--steps-per-round", type=int, default=960, help="image-steps per cold fine-tune"
     )
     parser.add_argument(
-        "--warm-steps", type=int, default=320, help="warm: image-steps per warm-started fine-tune"
+        "--warm-steps", type=int, default=160, help="warm: image-steps per warm-started fine-tune"
     )
     parser.add_argument("--every", type=int, default=20, help="continuous: reviews per round")
     parser.add_argument("--budget", type=int, default=240, help="continuous: image-steps/round")
