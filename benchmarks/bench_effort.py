@@ -511,6 +511,11 @@ def report(campaign: Campaign) -> dict:
                 "adjusted": len(ledger.adjusted),
                 "deleted": ledger.deleted,
                 "drawn": ledger.drawn,
+                # how far off the adjusted boxes were: IoU with the corrected box, sides moved
+                "adjusted_iou": meter.mean_adjusted_iou,
+                "sides_per_adjust": (
+                    sum(ledger.adjusted) / len(ledger.adjusted) if ledger.adjusted else None
+                ),
                 "seconds_by_kind": ledger.breakdown(cost),
                 "precision": score.precision if score else None,
                 "recall": score.recall if score else None,
@@ -532,7 +537,7 @@ def _table(rows: list[dict]) -> None:
     print(
         f"{'rnd':>3} {'model':<16} {'img':>3} {'box':>4} {'s/img':>5} {'manual':>6} "
         f"{'@7s':>5} {'@34.5':>5} {'kept':>4} {'adj':>4} {'del':>4} {'drawn':>5} "
-        f"{'s:ver/adj/del/draw':>19} {'P':>4} {'R':>4} {'AP50':>4} {'tune s':>6}"
+        f"{'s:ver/adj/del/draw':>19} {'aIoU':>4} {'P':>4} {'R':>4} {'AP50':>4} {'tune s':>6}"
     )
     for row in rows:
         kinds = row["seconds_by_kind"]
@@ -544,7 +549,8 @@ def _table(rows: list[dict]) -> None:
             f"{row['boxes']:>4} {row['assisted_s_per_image']:>5.1f} "
             f"{row['manual_s_per_image']:>6.1f} {row['ratio']:>5.2f} {row['ratio_classic']:>5.2f} "
             f"{row['kept']:>4} {row['adjusted']:>4} {row['deleted']:>4} {row['drawn']:>5} "
-            f"{spent:>19} {_fmt(row['precision'])} {_fmt(row['recall'])} {_fmt(row['ap50'])} "
+            f"{spent:>19} {_fmt(row['adjusted_iou'])} {_fmt(row['precision'])} "
+            f"{_fmt(row['recall'])} {_fmt(row['ap50'])} "
             f"{row['fine_tune_s']:>6.0f}"
         )
 
