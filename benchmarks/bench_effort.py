@@ -91,10 +91,13 @@ images at 7 s per drawn box, [at 34.5 s]; round 1 is always the manual 1.00:
 - raccoon, cold, same settings, 3 rounds (``--mode cold --threshold 0.5 --rounds 3``):
   9.5 | 7.1 | 6.9; ratios 0.80 | 0.77 [0.39 | 0.24]; fine-tunes 526 | 671 s (640
   image-steps from ImageNet on 80 images); round 3 0.77.
-- raccoon, warm with a longer first fine-tune (``--mode warm --rounds 3 --max-epochs 24
-  --steps-per-round 960 --warm-steps 320 --threshold 0.6``): 9.5 | 6.8 | 7.4; ratios
-  0.76 | 0.83 [0.23 | 0.25]; fine-tunes 967 | 160 s; recall 0.93, precision 0.9: misses
-  and false positives cost 0.7 s/image, adjusting 34-37 of 42 boxes 4.3-4.9 s/image.
+- raccoon, warm with a longer first fine-tune (``--mode warm --max-epochs 24
+  --steps-per-round 960 --warm-steps 320 --threshold 0.7``): 9.5 | 6.8 | 7.3 | 8.4 | 7.2;
+  ratios 0.76 | 0.82 | 0.87 | 0.80 [0.23 | 0.27 | 0.30 | 0.24]; fine-tunes 414 | 139 |
+  160 | 151 s; assisted rounds 0.81 [0.26], round 3 0.82. Recall 0.87-0.93, precision
+  0.89-0.93: misses and false positives cost 0.6-1.3 s/image, adjusting 34-38 of ~42
+  boxes 4.3-5.4 s/image (their mean IoU 0.77-0.82). The same at threshold 0.6, 3 rounds:
+  0.76 | 0.83, fine-tunes 967 | 160 s (loaded).
 - raccoon, warm at 448 px (``--image-size 448 --threshold 0.6 --rounds 3``): 9.5 | 9.7 | 9.3;
   ratios 1.09 | 1.04 [0.29 | 0.32]; fine-tunes 241 | 126 s; precision 0.44-0.47 (46-49
   false positives per round) and the adjusted boxes still at IoU 0.73-0.79.
@@ -112,19 +115,22 @@ images at 7 s per drawn box, [at 34.5 s]; round 1 is always the manual 1.00:
   --threshold 0.7``): 31.2 | 43.5 | 33.4 | 43.6 s/image (4.7 persons per image); ratios
   1.25 | 1.17 | 1.03 [0.85 | 0.86 | 0.92]; fine-tunes 222 | 159 | 94 s. At 320 px the
   models find 11-25% of the persons (AP50 0.07-0.13): drawing the misses dominates
-  (21-36 s/image) and the false positives add 2-10 s/image.
+  (21-36 s/image) and the false positives add 2-10 s/image. At 512 px
+  (``--image-size 512``) no better: 31.2 | 45.0 | 34.5 | 42.4; ratios 1.30 | 1.21 | 1.00
+  [0.86 | 0.81 | 0.98]; fine-tunes 248 | 192 | 190 s; the round-4 model shows almost no
+  box at 0.7 (recall 0.03).
 
 Target (assisted/manual <= 0.5 at 7 s per box by round 3 on raccoon): missed; round 3
 ratios 0.77-1.04, about 7-9 s/image against 4.5. Why: once recall and precision are ~0.9,
 what is left is adjusting: the person keeps a box unchanged only when all four sides are
 within 5% of the object (IoU ~0.8-0.9), and only 0-5 of ~40 matched boxes per round are
-that close (adjusted boxes average IoU 0.73-0.79); adjusting alone costs 3.4-5.4 s/image,
+that close (adjusted boxes average IoU 0.73-0.82); adjusting alone costs 3.4-5.4 s/image,
 0.4-0.6 of the manual price. Had every matched box of the longer run's round 3 been kept, it
-would have cost 3.9 s/image: ratio 0.44. Reaching it takes tighter boxes than a MobileNetV2
+would have cost 4.0 s/image: ratio 0.44. Reaching it takes tighter boxes than a MobileNetV2
 Faster R-CNN gives after ~1,300 image-steps on 80 images, not fewer misses. Against classic
 drawing (34.5 s per box) every cold or warm raccoon round is at 0.23-0.39 (continuous
-0.21-0.72). The warm rounds'
-fine-tunes are all shorter than the first (160 image-steps against 320 or 960).
+0.21-0.72). In every warm run each warm fine-tune was shorter than the first (160
+image-steps after 320, or 320-360 after 960); a cold round 3 took longer than round 2.
 
 Run (from the repository root; each run took 4-20 min on the 2 shared cores, training
 dominates; the commands of the figures above add ``--threads 1 --json PATH``):
