@@ -6,6 +6,7 @@ one module name ``conftest`` and clash; they hold no doctests, so collection ski
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,19 @@ import torch
 # module (tests/ is on sys.path: a plain name could clash with another package's module).
 from annowidget_postgres_cluster import backend_db, postgres_cluster, postgres_db, postgres_dsn  # noqa: F401
 
+from annowidget.models.weights import OFFLINE_ENV
+
 # paths relative to this folder; pytest still loads both files as conftests
 collect_ignore = ["conftest.py", "browser/conftest.py"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No test may depend on a download (CI has no internet): with ``ANNOWIDGET_OFFLINE=1``
+    for the whole run, every build that would fetch torchvision weights raises
+    ``MissingWeightsError`` at once, naming the file. Subprocesses, executed notebooks and
+    the browser tests' JupyterLab inherit it; the offline base models seed their ImageNet
+    backbone from the installed package and never need the network."""
+    os.environ[OFFLINE_ENV] = "1"
 
 
 @pytest.fixture
