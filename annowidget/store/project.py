@@ -581,10 +581,15 @@ class Project:
             span = leases.LEASE_S if seconds is None else float(seconds)
             return leases.take(connection, image_id, self.user, annotations.now(), span) is None
 
-    def release(self, image_id: int) -> None:
-        """Give back :attr:`user`'s lease on an image (moving on, closing the widget)."""
+    def release(self, image_id: int, *, author: str | None = None) -> None:
+        """Give back ``author``'s (default :attr:`user`'s) lease on an image: moving on,
+        closing the widget, or handing the keyboard to someone else.
+
+        Example:
+            >>> # project.release(image.id, author="ana")  # ana's name left the header
+        """
         with self.write() as connection:
-            leases.release(connection, image_id, self.user)
+            leases.release(connection, image_id, self.user if author is None else author)
 
     def lease_holder(self, image_id: int) -> str | None:
         """Who holds a live lease on the image, or None."""

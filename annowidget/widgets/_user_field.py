@@ -60,9 +60,7 @@ class UserField(widgets.HBox):
         new = project.user
         image = self._current_image()
         if new != old and image is not None and not project.readonly:
-            project.user = old
-            project.release(image.id)
-            project.user = new
+            project.release(image.id, author=old)
             project.lease(image.id)  # False if someone else took it meanwhile: no matter
         if self.name.value != new:
             self.name.value = new
