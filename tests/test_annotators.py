@@ -8,7 +8,10 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,54 +139,56 @@ def test_two_annotator_processes_never_get_the_same_image(root: Path) -> None:
         assert project.next_unlabeled() is not None
 
 
-def test_two_annotator_widgets_are_shown_different_unlabeled_images(root: Path) -> None:
+@contextmanager
+def _ana_and_ben(root: Path, **options: Any) -> Iterator[tuple[Any, Any]]:
+    """Two Annotators on one project, each in its own Project handle: ana's and ben's."""
     from annowidget.widgets.annotator import Annotator
 
     with Project.open(root) as ana_project, Project.open(root) as ben_project:
         ana_project.user, ben_project.user = "ana", "ben"
-        ana, ben = Annotator(ana_project), Annotator(ben_project)
+        ana = Annotator(ana_project, **options)
+        ben = Annotator(ben_project, **options)
         try:
-            assert ana.next_unlabeled()
-            assert ben.next_unlabeled()
-            assert ana._current.id != ben._current.id
-            assert ana_project.lease_holder(ana._current.id) == "ana"
-            ben.goto(ana._current.id)  # opening it anyway: told, not blocked
-            assert "ana is labeling this image" in ben.message
+            yield ana, ben
         finally:
             ana.close()
             ben.close()
+
+
+def test_two_annotator_widgets_are_shown_different_unlabeled_images(root: Path) -> None:
+    with _ana_and_ben(root) as (ana, ben):
+        assert ana.next_unlabeled()
+        assert ben.next_unlabeled()
+        assert ana._current.id != ben._current.id
+        assert ana.project.lease_holder(ana._current.id) == "ana"
+        ben.goto(ana._current.id)  # opening it anyway: told, not blocked
+        assert "ana is labeling this image" in ben.message
 
 
 def test_next_and_submit_pass_over_the_image_another_annotator_holds(root: Path) -> None:
-    from annowidget.widgets.annotator import Annotator
-
-    with Project.open(root) as ana_project, Project.open(root) as ben_project:
-        ana_project.user, ben_project.user = "ana", "ben"
-        ana = Annotator(ana_project, folder="unlabeled")
-        ben = Annotator(ben_project, folder="unlabeled")
-        try:
-            first, second, third, fourth = ana.image_ids[:4]
-            ana.goto(second)  # ana labels the second image
-            ben.goto(first)
-            ben._handle_custom_msg({"type": "next"}, [])  # Space
-            assert ben.image.id == third  # not ana's
-            ana.goto(fourth)  # ana moves on; she still holds the second for a while
-            ben.previous()
-            assert ben.image.id == second  # going back on purpose is allowed
-            ben._handle_custom_msg({"type": "submit"}, [])  # Enter: reviewed, then Next
-            assert ben_project.image(second).status == "reviewed"
-            assert ben.image.id == third
-            ben._handle_custom_msg({"type": "next"}, [])
-            assert ben.image.id == ben.image_ids[4]  # past the fourth, ana's now
-            last = ben.image_ids[-1]
-            assert ana_project.lease(last)
-            ben.goto(ben.image_ids[-2])
-            ben.next()  # every later image is held: Next still moves, and says by whom
-            assert ben.image.id == last
-            assert "ana is labeling this image" in ben.message
-        finally:
-            ana.close()
-            ben.close()
+    with _ana_and_ben(root, folder="unlabeled") as (ana, ben):
+        first, second, third, fourth, fifth = ana.image_ids[:5]
+        ana.goto(second)  # ana labels the second image
+        ben.goto(first)
+        ben._handle_custom_msg({"type": "next"}, [])  # Space
+        assert ben.image.id == third  # not ana's
+        ana.goto(fourth)  # ana moves on: she gives the second back, the fourth is hers
+        assert ana.project.lease_holder(second) is None
+        ben.previous()
+        ben.previous()
+        assert ben.image.id == first  # going back never skips
+        ben._handle_custom_msg({"type": "next"}, [])
+        assert ben.image.id == second  # free again
+        ben.goto(third)
+        ben._handle_custom_msg({"type": "submit"}, [])  # Enter: reviewed, then Next
+        assert ben.project.image(third).status == "reviewed"
+        assert ben.image.id == fifth  # past the fourth, ana's now
+        last = ben.image_ids[-1]
+        assert ana.project.lease(last)
+        ben.goto(ben.image_ids[-2])
+        ben.next()  # every later image is held: Next still moves, and says by whom
+        assert ben.image.id == last
+        assert "ana is labeling this image" in ben.message
 
 
 def test_the_effort_meter_times_each_annotator_on_their_own_timeline(root: Path) -> None:
